@@ -1,0 +1,1 @@
+//! The mcp-fleet operator (work in progress: see issue 6).
