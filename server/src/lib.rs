@@ -3,5 +3,7 @@
 
 pub mod cli;
 pub mod db;
+pub mod embed;
 pub mod progress;
 pub mod seed;
+pub mod sql_guard;

@@ -1,0 +1,1 @@
+//! Embeddings: one trait, a local (candle) and an OpenAI-compatible provider. (In progress.)

@@ -1,0 +1,1 @@
+//! Validation of model-written SQL. (In progress.)
