@@ -24,6 +24,10 @@ minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 staging_version="v0.${K8S_VERSION#v1.}"
 
 build_kubernetes() {
+  if have kube-apiserver "$K8S_VERSION" && have kube-controller-manager "$K8S_VERSION" && have kubectl "$K8S_VERSION"; then
+    log "kube-apiserver, kube-controller-manager, kubectl $K8S_VERSION cached"
+    return
+  fi
   local dir="$SRC/kubernetes"
   mkdir -p "$dir"
   log "resolving k8s.io/kubernetes $K8S_VERSION and its staging modules at $staging_version"
@@ -118,6 +122,9 @@ build_helm() {
   log "built helm in $((SECONDS - t0))s"
 }
 
+# One build at a time per version (test binaries and `make` may call this concurrently).
+exec 9>"$ROOT/.lock"
+flock 9
 start=$SECONDS
 build_etcd
 build_kubernetes

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# A throwaway Kubernetes control plane on loopback, the way envtest runs one: etcd,
+# kube-apiserver and kube-controller-manager (no kubelet, so pods never run), with fresh
+# certificates and an admin kubeconfig in a run directory.
+#
+#   scripts/control-plane.sh run <dir>   # foreground: start, wait until ready, print the kubeconfig
+#                                        # path; stop everything on stdin EOF, SIGTERM or SIGINT
+#                                        # (with stdin on /dev/null: on SIGTERM or SIGINT only)
+#   scripts/control-plane.sh up [dir]    # `run` in the background; returns once ready (make cluster-up)
+#   scripts/control-plane.sh down [dir]  # stop what `up` started (make cluster-down)
+#
+# [dir] defaults to .run/k8s in the repository. Binaries come from scripts/k8s-binaries.sh (or
+# $MCP_FLEET_K8S_BIN). Every `run` starts from an empty etcd and new certificates. Files in <dir>:
+# kubeconfig (admin, group system:masters), pki/, logs/, pids, and `ready` once the API answers.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+TIMEOUT="${CONTROL_PLANE_TIMEOUT:-120}" # seconds to become ready
+STOP_TIMEOUT=15                         # seconds each component gets to exit after SIGTERM
+log() { printf '[control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+k8s_bin() {
+  if [ -n "${MCP_FLEET_K8S_BIN:-}" ]; then echo "$MCP_FLEET_K8S_BIN"; else "$here/scripts/k8s-binaries.sh" | tail -n1; fi
+}
+
+ensure_openssl() {
+  command -v openssl >/dev/null && return
+  log "installing openssl (needed to generate certificates)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssl >&2
+  command -v openssl >/dev/null || die "openssl is missing and could not be installed"
+}
+
+# A TCP port on loopback that nothing uses now, below the ephemeral range (32768+) so that no
+# outgoing connection takes it meanwhile. Reads /proc instead of needing ss or python. Sets $port
+# (not printed: a subshell would forget the ports already handed out).
+declare -A taken=()
+free_port() {
+  local used
+  used="$(awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true)"
+  for _ in $(seq 200); do
+    port=$((20000 + RANDOM % 12000))
+    [ -z "${taken[$port]:-}" ] || continue
+    grep -qx "$(printf '%04X' "$port")" <<<"$used" && continue
+    taken[$port]=1
+    return
+  done
+  die "no free port found on 127.0.0.1"
+}
+
+# CA, API server serving certificate, client certificates, service-account key pair (all ECDSA P-256:
+# fast to generate, accepted by Go and rustls alike).
+gen_pki() {
+  local pki="$1"
+  mkdir -p "$pki"
+  cat >"$pki/openssl.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = mcp-fleet-test-ca
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign, digitalSignature
+subjectKeyIdentifier = hash
+[serving]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.0.0.1
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+authorityKeyIdentifier = keyid
+CNF
+  local key
+  for key in ca apiserver admin controller-manager sa; do
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$key.key" 2>/dev/null
+  done
+  chmod 600 "$pki"/*.key
+  openssl req -x509 -new -config "$pki/openssl.cnf" -extensions ca -key "$pki/ca.key" -days 30 \
+    -out "$pki/ca.crt"
+  sign() { # name subject extensions
+    openssl req -new -key "$pki/$1.key" -subj "$2" -out "$pki/$1.csr"
+    openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+      -days 30 -extfile "$pki/openssl.cnf" -extensions "$3" -out "$pki/$1.crt" 2>/dev/null
+    rm -f "$pki/$1.csr"
+  }
+  sign apiserver "/CN=kube-apiserver" serving
+  sign admin "/O=system:masters/CN=mcp-fleet-admin" client
+  sign controller-manager "/CN=system:kube-controller-manager" client
+  openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
+}
+
+# kubeconfig <file> <user> <server>: certificates embedded, so the file stands alone.
+write_kubeconfig() {
+  local file="$1" user="$2" server="$3" pki="$run_dir/pki"
+  (
+    umask 077
+    cat >"$file" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: mcp-fleet-test
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 <"$pki/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 <"$pki/$user.crt")
+    client-key-data: $(base64 -w0 <"$pki/$user.key")
+contexts:
+- name: mcp-fleet-test
+  context:
+    cluster: mcp-fleet-test
+    user: $user
+    namespace: default
+current-context: mcp-fleet-test
+YAML
+  )
+}
+
+declare -A pids=()
+order=(kube-controller-manager kube-apiserver etcd) # stop order
+stopping=""
+
+start_component() { # name argv...
+  local name="$1"
+  shift
+  # Last resort: a component is killed if this script dies without stopping it (even by SIGKILL).
+  # (SIGTERM would not do: kube-apiserver hangs in graceful shutdown when etcd goes at once.)
+  "${pdeath[@]}" "$@" >"$run_dir/logs/$name.log" 2>&1 </dev/null &
+  pids[$name]=$!
+  echo "$name ${pids[$name]}" >>"$run_dir/pids"
+}
+
+alive() { [ -n "${pids[$1]:-}" ] && kill -0 "${pids[$1]}" 2>/dev/null; }
+
+check_components() {
+  local name
+  for name in "${!pids[@]}"; do
+    alive "$name" || die "$name exited unexpectedly; last lines of $run_dir/logs/$name.log:
+$(tail -n 20 "$run_dir/logs/$name.log" 2>/dev/null)"
+  done
+}
+
+stop_all() {
+  [ -z "$stopping" ] || return 0
+  stopping=1
+  rm -f "$run_dir/ready"
+  local name deadline
+  for name in "${order[@]}"; do
+    alive "$name" || continue
+    kill -TERM "${pids[$name]}" 2>/dev/null || true
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while alive "$name" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if alive "$name"; then
+      log "$name did not stop within ${STOP_TIMEOUT}s: killing it"
+      kill -KILL "${pids[$name]}" 2>/dev/null || true
+    fi
+    wait "${pids[$name]}" 2>/dev/null || true
+  done
+  rm -f "$run_dir/run.pid"
+  log "stopped"
+}
+
+wait_until() { # description command...
+  local what="$1" deadline=$((SECONDS + TIMEOUT))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    check_components
+    [ $SECONDS -lt $deadline ] || die "timed out after ${TIMEOUT}s waiting for $what (logs in $run_dir/logs)"
+    sleep 0.2
+  done
+}
+
+# etcd's /health over bash's /dev/tcp (no curl needed): true once it has a leader and serves.
+etcd_healthy() {
+  local reply
+  reply="$(exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && timeout 2 cat <&3)" || return 1
+  grep -q '"health":"true"' <<<"$reply"
+}
+
+run() {
+  run_dir="$1"
+  mkdir -p "$run_dir"
+  run_dir="$(cd "$run_dir" && pwd)"
+  local t0=$SECONDS bin
+  bin="$(k8s_bin)"
+  local b
+  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+    [ -x "$bin/$b" ] || die "$bin/$b is missing: run scripts/k8s-binaries.sh (make k8s-binaries)"
+  done
+  ensure_openssl
+  pdeath=()
+  if command -v setpriv >/dev/null; then pdeath=(setpriv --pdeathsig KILL --); fi
+
+  # Only the files this script owns: never a blanket delete of a directory given on the command line.
+  rm -rf "$run_dir/pki" "$run_dir/etcd" "$run_dir/logs"
+  rm -f "$run_dir/kubeconfig" "$run_dir/controller-manager.kubeconfig" "$run_dir/pids" "$run_dir/ready"
+  mkdir -p "$run_dir/logs"
+  echo $$ >"$run_dir/run.pid"
+  trap stop_all EXIT
+  trap 'log "signal received: stopping"; exit 0' TERM INT
+
+  gen_pki "$run_dir/pki"
+  local etcd_port peer_port api_port pki="$run_dir/pki"
+  free_port && etcd_port=$port
+  free_port && peer_port=$port
+  free_port && api_port=$port
+  local server="https://127.0.0.1:$api_port"
+  write_kubeconfig "$run_dir/kubeconfig" admin "$server"
+  write_kubeconfig "$run_dir/controller-manager.kubeconfig" controller-manager "$server"
+
+  start_component etcd "$bin/etcd" --name cp --data-dir "$run_dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "cp=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
+  wait_until "etcd on port $etcd_port" etcd_healthy "$etcd_port"
+  log "etcd healthy after $((SECONDS - t0))s"
+
+  start_component kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --authorization-mode Node,RBAC --allow-privileged=true --profiling=false
+  local kubectl=("$bin/kubectl" --kubeconfig "$run_dir/kubeconfig" --request-timeout 5s)
+  wait_until "kube-apiserver /readyz on port $api_port" "${kubectl[@]}" get --raw /readyz
+  log "kube-apiserver ready after $((SECONDS - t0))s"
+
+  # The controllers Kubernetes runs by default (garbage collector, deployment, replicaset, job,
+  # cronjob, horizontal-pod-autoscaler, namespace, serviceaccount, serviceaccount-token, ...), each
+  # with its own service-account credentials as on a real cluster. No HTTPS endpoint of its own.
+  start_component kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig "$run_dir/controller-manager.kubeconfig" --use-service-account-credentials \
+    --controllers '*' --leader-elect=false --secure-port 0 \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --service-cluster-ip-range 10.0.0.0/24
+  # The service-account controller creating `default` in `default` shows the controllers run.
+  wait_until "kube-controller-manager (ServiceAccount default/default)" \
+    "${kubectl[@]}" get serviceaccount default --namespace default
+
+  echo "$run_dir/kubeconfig" >"$run_dir/ready"
+  log "ready in $((SECONDS - t0))s: API server $server"
+  echo "$run_dir/kubeconfig"
+
+  # With stdin on /dev/null (a background job, a watchdog) EOF means nothing: wait for a signal.
+  local watch_stdin=1
+  if [ /dev/stdin -ef /dev/null ]; then watch_stdin=0; fi
+  while :; do
+    if [ "$watch_stdin" = 1 ]; then
+      local status=0
+      read -r -t 1 _ || status=$?
+      if [ "$status" -ne 0 ] && [ "$status" -le 128 ]; then
+        log "stdin closed: stopping"
+        break
+      fi
+    else
+      sleep 1 &
+      wait $! || true
+    fi
+    check_components
+  done
+}
+
+default_dir() { echo "${1:-$here/.run/k8s}"; }
+
+running_pid() { # prints the pid of a live `run` for the directory
+  local pid
+  pid="$(cat "$1/run.pid" 2>/dev/null)" || return 1
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+usage_hint() {
+  local bin
+  bin="$(k8s_bin 2>/dev/null)"
+  cat <<EOF
+kubeconfig: $1/kubeconfig
+  export KUBECONFIG=$1/kubeconfig PATH=$bin:\$PATH; kubectl get ns
+stop it with: make cluster-down
+EOF
+}
+
+up() {
+  local dir pid
+  dir="$(default_dir "${1:-}")"
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  if pid="$(running_pid "$dir")" && [ -f "$dir/ready" ]; then
+    log "already running (pid $pid)"
+    usage_hint "$dir"
+    return
+  fi
+  k8s_bin >/dev/null # build or check the binaries in the foreground, with progress
+  log "starting in $dir (log: $dir/control-plane.log)"
+  local t0=$SECONDS launcher=()
+  command -v setsid >/dev/null && launcher=(setsid)
+  "${launcher[@]}" "$0" run "$dir" </dev/null >"$dir/control-plane.log" 2>&1 &
+  local child=$!
+  local deadline=$((SECONDS + TIMEOUT + 10))
+  until [ -f "$dir/ready" ]; do
+    if ! kill -0 "$child" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      tail -n 30 "$dir/control-plane.log" >&2
+      kill -TERM "$child" 2>/dev/null || true
+      die "the control plane did not start"
+    fi
+    sleep 0.2
+  done
+  log "ready in $((SECONDS - t0))s"
+  usage_hint "$dir"
+}
+
+down() {
+  local dir pid
+  dir="$(default_dir "${1:-}")"
+  if ! pid="$(running_pid "$dir")"; then
+    log "not running ($dir)"
+    return
+  fi
+  kill -TERM "$pid"
+  local deadline=$((SECONDS + 3 * STOP_TIMEOUT + 5))
+  while kill -0 "$pid" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "pid $pid did not stop"
+    sleep 0.2
+  done
+  log "stopped ($dir)"
+}
+
+case "${1:-}" in
+  run)
+    [ -n "${2:-}" ] || die "usage: $0 run <dir>"
+    run "$2"
+    ;;
+  up) up "${2:-}" ;;
+  down) down "${2:-}" ;;
+  *)
+    echo "usage: $0 run <dir> | up [dir] | down [dir]" >&2
+    exit 2
+    ;;
+esac
