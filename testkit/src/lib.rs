@@ -1,6 +1,7 @@
 //! Test helpers shared by every crate's tests: a throwaway PostgreSQL cluster per test process and
 //! a fresh database per test. Starts and stops real processes.
 
+pub mod kube;
 pub mod pg;
 pub mod process;
 
