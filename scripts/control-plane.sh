@@ -127,6 +127,9 @@ YAML
 declare -A pids=()
 order=(kube-controller-manager kube-apiserver etcd) # stop order
 stopping=""
+# Signal traps only set this flag; the loops below act on it. (Exiting from inside a SIGINT trap
+# and then stopping children from the EXIT trap crashes bash 5.2.)
+signalled=""
 
 start_component() { # name argv...
   local name="$1"
@@ -172,6 +175,10 @@ wait_until() { # description command...
   local what="$1" deadline=$((SECONDS + TIMEOUT))
   shift
   until "$@" >/dev/null 2>&1; do
+    if [ -n "$signalled" ]; then
+      log "signal received while starting: stopping"
+      exit 0
+    fi
     check_components
     [ $SECONDS -lt $deadline ] || die "timed out after ${TIMEOUT}s waiting for $what (logs in $run_dir/logs)"
     sleep 0.2
@@ -205,7 +212,7 @@ run() {
   mkdir -p "$run_dir/logs"
   echo $$ >"$run_dir/run.pid"
   trap stop_all EXIT
-  trap 'log "signal received: stopping"; exit 0' TERM INT
+  trap 'signalled=1' TERM INT
 
   gen_pki "$run_dir/pki"
   local etcd_port peer_port api_port pki="$run_dir/pki"
@@ -219,7 +226,8 @@ run() {
   start_component etcd "$bin/etcd" --name cp --data-dir "$run_dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "cp=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
+    --initial-cluster "cp=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn \
+    --heartbeat-interval 10 --election-timeout 100
   wait_until "etcd on port $etcd_port" etcd_healthy "$etcd_port"
   log "etcd healthy after $((SECONDS - t0))s"
 
@@ -256,7 +264,7 @@ run() {
   # With stdin on /dev/null (a background job, a watchdog) EOF means nothing: wait for a signal.
   local watch_stdin=1
   if [ /dev/stdin -ef /dev/null ]; then watch_stdin=0; fi
-  while :; do
+  while [ -z "$signalled" ]; do
     if [ "$watch_stdin" = 1 ]; then
       local status=0
       read -r -t 1 _ || status=$?
@@ -270,14 +278,16 @@ run() {
     fi
     check_components
   done
+  [ -z "$signalled" ] || log "signal received: stopping"
+  stop_all
 }
 
 default_dir() { echo "${1:-$here/.run/k8s}"; }
 
-running_pid() { # prints the pid of a live `run` for the directory
+running_pid() { # prints the pid of a live `run` for the directory (not a stale file's reused pid)
   local pid
   pid="$(cat "$1/run.pid" 2>/dev/null)" || return 1
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'control-plane.sh run' && echo "$pid"
 }
 
 usage_hint() {
