@@ -51,3 +51,11 @@ demo: deps-pg ## local PostgreSQL, migrated and seeded with the sample data
 
 demo-down: ## stop what `make demo` started
 	@scripts/pg-cluster.sh stop
+
+.PHONY: crds run-operator bench-operator
+# The unit test crd::tests::crds_folder_matches_what_crdgen_prints fails when crds/ is stale.
+crds: ## regenerate crds/ from the operator's Rust types
+	cargo run -q -p mcp-fleet-operator --bin crdgen > crds/mcptenants.mcpfleet.io.yaml
+
+run-operator: ## run the operator against $$KUBECONFIG (set MCP_FLEET_OPERATOR_DATABASE_URL first)
+	cargo run -p mcp-fleet-operator --bin mcp-fleet-operator -- $(ARGS)

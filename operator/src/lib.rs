@@ -1,1 +1,6 @@
-//! The mcp-fleet operator (work in progress: see issue 6).
+//! The mcp-fleet operator: turns `McpTenant` objects into PostgreSQL roles, a server workload with
+//! everything around it, and backups. Modules that do I/O say so in their first line.
+
+pub mod crd;
+pub mod resources;
+pub mod validate;
