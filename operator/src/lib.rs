@@ -2,5 +2,6 @@
 //! everything around it, and backups. Modules that do I/O say so in their first line.
 
 pub mod crd;
+pub mod database;
 pub mod resources;
 pub mod validate;

@@ -1,0 +1,195 @@
+//! The operator's tenancy calls against a real PostgreSQL (throwaway cluster, migrated template
+//! with the 8 sample stores), as a non-superuser member of `mcpfleet_operator`.
+
+use mcp_fleet_core::TenantName;
+use mcp_fleet_core::tenant::{generate_password, scram_verifier};
+use mcp_fleet_operator::database::{Databases, DbError, RoleLimits, apply_tenant, drop_tenant};
+use mcp_fleet_testkit::TestDb;
+use mcp_fleet_testkit::pg::unique_name;
+use sqlx::{Executor, PgConnection};
+
+const STORES: &[&str] = &[
+    "Zava Retail Seattle",
+    "Zava Retail Bellevue",
+    "Zava Retail Tacoma",
+    "Zava Retail Spokane",
+    "Zava Retail Everett",
+    "Zava Retail Redmond",
+    "Zava Retail Kirkland",
+    "Zava Retail Online",
+];
+const LIMITS: RoleLimits = RoleLimits { connection_limit: 5, statement_timeout_ms: 3000 };
+
+/// A migrated database with the sample stores (ids 1..8), and an operator login in
+/// `mcpfleet_operator`: returns the database and the operator's admin URL.
+async fn database() -> (TestDb, String) {
+    let db = TestDb::from_template("operator-stores", |pool| async move {
+        for name in STORES {
+            sqlx::query("INSERT INTO retail.stores (store_name, is_online) VALUES ($1, $2)")
+                .bind(name)
+                .bind(name.ends_with("Online"))
+                .execute(&pool)
+                .await
+                .expect("insert store");
+        }
+    })
+    .await;
+    let op = unique_name("op");
+    let pw = generate_password();
+    db.admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE ROLE {op} LOGIN PASSWORD '{pw}' IN ROLE mcpfleet_operator"
+        )))
+        .await
+        .unwrap();
+    let url = db.url_as(&op, &pw);
+    (db, url)
+}
+
+fn tenant() -> TenantName {
+    TenantName::new(unique_name("t").replace('_', "-")).unwrap()
+}
+
+fn refs(stores: &[&str]) -> Vec<String> {
+    stores.iter().map(|s| s.to_string()).collect()
+}
+
+async fn visible_stores(conn: &mut PgConnection) -> Vec<i32> {
+    sqlx::query_scalar("SELECT store_id FROM retail.stores ORDER BY 1").fetch_all(conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_tenant_login_sees_exactly_its_stores_and_follows_store_changes() {
+    let (db, url) = database().await;
+    let pool = Databases::default().pool(&url, &db.name).unwrap();
+    let t = tenant();
+    let pw = generate_password();
+    let v = scram_verifier(&pw);
+    let applied =
+        apply_tenant(&pool, &t, &refs(&["Zava Retail Seattle", "6"]), Some(&v), None, LIMITS).await.unwrap();
+    assert!(applied.created);
+    assert_eq!(applied.login_role, t.login_role());
+    assert_eq!(applied.store_ids, vec![1, 6]);
+    let mut conn = db.connect_as(&t.login_role(), &pw).await.unwrap();
+    assert_eq!(visible_stores(&mut conn).await, vec![1, 6]);
+    drop(conn);
+
+    // Idempotent without a verifier: the password stays; the mapping follows the spec.
+    let again = apply_tenant(&pool, &t, &refs(&["3"]), None, None, LIMITS).await.unwrap();
+    assert!(!again.created);
+    let mut conn = db.connect_as(&t.login_role(), &pw).await.unwrap();
+    assert_eq!(visible_stores(&mut conn).await, vec![3]);
+    let limit: i32 = sqlx::query_scalar("SELECT rolconnlimit FROM pg_roles WHERE rolname = $1")
+        .bind(t.login_role())
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(limit, 5);
+}
+
+#[tokio::test]
+async fn rotation_makes_the_new_password_work_and_the_old_one_fail() {
+    let (db, url) = database().await;
+    let pool = Databases::default().pool(&url, &db.name).unwrap();
+    let t = tenant();
+    let old = generate_password();
+    apply_tenant(&pool, &t, &refs(&["2"]), Some(&scram_verifier(&old)), None, LIMITS).await.unwrap();
+    let new = generate_password();
+    apply_tenant(&pool, &t, &refs(&["2"]), Some(&scram_verifier(&new)), None, LIMITS).await.unwrap();
+    assert!(db.connect_as(&t.login_role(), &new).await.is_ok());
+    let err = db.connect_as(&t.login_role(), &old).await.unwrap_err();
+    assert!(err.to_string().contains("password authentication failed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_login_role_lost_outside_the_operator_comes_back_with_the_stored_password() {
+    let (db, url) = database().await;
+    let pool = Databases::default().pool(&url, &db.name).unwrap();
+    let t = tenant();
+    let pw = generate_password();
+    let v = scram_verifier(&pw);
+    apply_tenant(&pool, &t, &refs(&["4"]), Some(&v), None, LIMITS).await.unwrap();
+    db.admin.execute(sqlx::AssertSqlSafe(format!("DROP ROLE \"{}\"", t.login_role()))).await.unwrap();
+    let err = apply_tenant(&pool, &t, &refs(&["4"]), None, None, LIMITS).await.unwrap_err();
+    assert_eq!(err.reason(), "StoresRejected", "{err}");
+    apply_tenant(&pool, &t, &refs(&["4"]), None, Some(&v), LIMITS).await.unwrap();
+    let mut conn = db.connect_as(&t.login_role(), &pw).await.unwrap();
+    assert_eq!(visible_stores(&mut conn).await, vec![4]);
+}
+
+#[tokio::test]
+async fn refusals_name_the_problem_and_how_to_fix_it() {
+    let (db, url) = database().await;
+    let pool = Databases::default().pool(&url, &db.name).unwrap();
+    let owner = tenant();
+    apply_tenant(&pool, &owner, &refs(&["5"]), Some(&scram_verifier("x")), None, LIMITS).await.unwrap();
+
+    let err = apply_tenant(&pool, &tenant(), &refs(&["Nowhere"]), Some(&scram_verifier("x")), None, LIMITS)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "StoresRejected");
+    assert!(err.needs_user_action());
+    let msg = err.to_string();
+    assert!(msg.contains("unknown store 'Nowhere'") && msg.contains("'Zava Retail Seattle'"), "{msg}");
+
+    let err = apply_tenant(&pool, &tenant(), &refs(&["5"]), Some(&scram_verifier("x")), None, LIMITS)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "StoreOwnedByAnotherTenant");
+    assert!(err.to_string().contains(owner.as_str()), "{err}");
+
+    let squat = tenant();
+    db.admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE ROLE \"{}\" NOLOGIN", squat.group_role())))
+        .await
+        .unwrap();
+    let err = apply_tenant(&pool, &squat, &refs(&["7"]), Some(&scram_verifier("x")), None, LIMITS)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "RoleNotManaged");
+    assert!(err.to_string().contains("choose another tenant name"), "{err}");
+}
+
+#[tokio::test]
+async fn a_role_outside_mcpfleet_operator_is_told_what_is_missing() {
+    let (db, _) = database().await;
+    let plain = unique_name("plain");
+    db.admin.execute(sqlx::AssertSqlSafe(format!("CREATE ROLE {plain} LOGIN PASSWORD 'pw'"))).await.unwrap();
+    let pool = Databases::default().pool(&db.url_as(&plain, "pw"), &db.name).unwrap();
+    let err = apply_tenant(&pool, &tenant(), &refs(&["1"]), Some(&scram_verifier("x")), None, LIMITS)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "OperatorNotPermitted", "{err}");
+    assert!(err.to_string().contains("mcpfleet_operator"), "{err}");
+}
+
+#[tokio::test]
+async fn drop_removes_both_roles_and_is_idempotent() {
+    let (db, url) = database().await;
+    let pool = Databases::default().pool(&url, &db.name).unwrap();
+    let t = tenant();
+    apply_tenant(&pool, &t, &refs(&["8"]), Some(&scram_verifier("x")), None, LIMITS).await.unwrap();
+    assert!(drop_tenant(&pool, &t).await.unwrap());
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2)")
+        .bind(t.group_role())
+        .bind(t.login_role())
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert!(!drop_tenant(&pool, &t).await.unwrap(), "nothing left to drop");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_transient_error_without_the_password() {
+    let port = mcp_fleet_testkit::process::free_port();
+    let url = format!("postgres://op:hunter2@127.0.0.1:{port}/zava");
+    let pool = Databases::default().pool(&url, "zava").unwrap();
+    let started = std::time::Instant::now();
+    let err = apply_tenant(&pool, &tenant(), &refs(&["1"]), None, None, LIMITS).await.unwrap_err();
+    assert!(matches!(err, DbError::Unreachable(_)), "{err:?}");
+    assert_eq!(err.reason(), "DatabaseUnreachable");
+    assert!(!err.needs_user_action());
+    assert!(!err.to_string().contains("hunter2"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "fails fast: {:?}", started.elapsed());
+}
