@@ -29,7 +29,8 @@ pub struct ControlPlane {
     guard: Mutex<Guarded>,
 }
 
-static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+// A failed start is kept too, so that every test reports it at once instead of trying again.
+static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 static BIN_DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// The root of this repository (the workspace).
@@ -71,7 +72,10 @@ pub fn install_crypto_provider() {
 impl ControlPlane {
     /// The control plane of this test process, started on first use (about 10 s).
     pub fn shared() -> &'static ControlPlane {
-        PLANE.get_or_init(|| Self::start().unwrap_or_else(|e| panic!("{e}")))
+        match PLANE.get_or_init(Self::start) {
+            Ok(plane) => plane,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     fn start() -> Result<Self, String> {
