@@ -28,7 +28,8 @@ ensure_openssl() {
   log "installing openssl (needed to generate certificates)"
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssl >&2
+  $sudo apt-get update -qq >&2 &&
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >&2
   command -v openssl >/dev/null || die "openssl is missing and could not be installed"
 }
 
