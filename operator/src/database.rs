@@ -151,21 +151,22 @@ impl Databases {
 }
 
 /// Creates or updates the tenant's roles and store mapping. A `None` verifier keeps the current
-/// password; `fallback_verifier` is used only when the login role turns out to be missing
-/// (for example after a database restore) so that the stored password works again.
+/// password; `stored_password` is set again only when the login role turns out to be missing
+/// (for example after a database restore), so the password in the Secret works again.
 pub async fn apply_tenant(
     pool: &PgPool,
     tenant: &TenantName,
     stores: &[String],
     verifier: Option<&str>,
-    fallback_verifier: Option<&str>,
+    stored_password: Option<&str>,
     limits: RoleLimits,
 ) -> Result<AppliedTenant, DbError> {
-    match call_apply(pool, tenant, stores, verifier, limits).await {
-        Err(e) if verifier.is_none() && fallback_verifier.is_some() && e.needs_password() => {
-            call_apply(pool, tenant, stores, fallback_verifier, limits).await
+    match (call_apply(pool, tenant, stores, verifier, limits).await, stored_password) {
+        (Err(e), Some(password)) if verifier.is_none() && e.needs_password() => {
+            let verifier = mcp_fleet_core::tenant::scram_verifier(password);
+            call_apply(pool, tenant, stores, Some(&verifier), limits).await
         }
-        other => other,
+        (other, _) => other,
     }
 }
 

@@ -41,13 +41,13 @@ async fn database() -> (TestDb, String) {
             "CREATE ROLE {op} LOGIN PASSWORD '{pw}' IN ROLE mcpfleet_operator"
         )))
         .await
-        .unwrap();
+        .expect("create the operator role");
     let url = db.url_as(&op, &pw);
     (db, url)
 }
 
 fn tenant() -> TenantName {
-    TenantName::new(unique_name("t").replace('_', "-")).unwrap()
+    TenantName::new(unique_name("t").replace('_', "-")).expect("a valid generated name")
 }
 
 fn refs(stores: &[&str]) -> Vec<String> {
@@ -55,7 +55,10 @@ fn refs(stores: &[&str]) -> Vec<String> {
 }
 
 async fn visible_stores(conn: &mut PgConnection) -> Vec<i32> {
-    sqlx::query_scalar("SELECT store_id FROM retail.stores ORDER BY 1").fetch_all(conn).await.unwrap()
+    sqlx::query_scalar("SELECT store_id FROM retail.stores ORDER BY 1")
+        .fetch_all(conn)
+        .await
+        .expect("read stores")
 }
 
 #[tokio::test]
@@ -112,7 +115,7 @@ async fn a_login_role_lost_outside_the_operator_comes_back_with_the_stored_passw
     db.admin.execute(sqlx::AssertSqlSafe(format!("DROP ROLE \"{}\"", t.login_role()))).await.unwrap();
     let err = apply_tenant(&pool, &t, &refs(&["4"]), None, None, LIMITS).await.unwrap_err();
     assert_eq!(err.reason(), "StoresRejected", "{err}");
-    apply_tenant(&pool, &t, &refs(&["4"]), None, Some(&v), LIMITS).await.unwrap();
+    apply_tenant(&pool, &t, &refs(&["4"]), None, Some(&pw), LIMITS).await.unwrap();
     let mut conn = db.connect_as(&t.login_role(), &pw).await.unwrap();
     assert_eq!(visible_stores(&mut conn).await, vec![4]);
 }

@@ -13,13 +13,13 @@ mod service;
 mod service_account;
 
 pub use backup::{backup_cron_job, snapshot_job};
-pub use config_map::{config_map, server_config};
+pub use config_map::{config_map, render as render_server_config, server_config};
 pub use deployment::{deployment, pod_template_hash};
 pub use hpa::horizontal_pod_autoscaler;
 pub use ingress::ingress;
 pub use network_policy::network_policy;
 pub use pdb::pod_disruption_budget;
-pub use secret::{Credentials, credentials_secret};
+pub use secret::{Credentials, credentials_secret, read_credentials};
 pub use service::service;
 pub use service_account::service_account;
 

@@ -1,0 +1,77 @@
+//! Server-side apply of the children under one field manager, and deletion of children the spec
+//! no longer wants (only when this McpTenant owns them). Does I/O (Kubernetes API).
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::resources::MANAGER;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{verb} {kind} {name}: {source}")]
+pub struct ApplyError {
+    pub verb: &'static str,
+    pub kind: String,
+    pub name: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+impl ApplyError {
+    pub fn metric_label(&self) -> &'static str {
+        match &self.source {
+            kube::Error::Api(s) if s.code == 409 => "apply_conflict",
+            kube::Error::Api(s) if s.code == 422 || s.code == 400 => "apply_invalid",
+            kube::Error::Api(s) if s.code == 403 => "apply_forbidden",
+            _ => "apply_failed",
+        }
+    }
+}
+
+/// Applies `obj` (server-side apply, forced, one field manager) and returns what the API server
+/// stored. An unchanged object is not written: the API server keeps its resourceVersion.
+pub async fn apply<K>(client: &Client, obj: &K) -> Result<K, ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj))
+        .await
+        .map_err(|source| ApplyError { verb: "applying", kind: K::kind(&()).into_owned(), name, source })
+}
+
+/// Deletes `name` if it exists and is owned by `owner_uid`; returns whether it deleted.
+pub async fn delete_owned<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    owner_uid: &str,
+) -> Result<bool, ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let err =
+        |verb, source| ApplyError { verb, kind: K::kind(&()).into_owned(), name: name.to_owned(), source };
+    let Some(existing) = api.get_opt(name).await.map_err(|e| err("reading", e))? else {
+        return Ok(false);
+    };
+    if !existing.owner_references().iter().any(|o| o.uid == owner_uid) {
+        return Ok(false);
+    }
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(err("deleting", e)),
+    }
+}

@@ -1,0 +1,87 @@
+//! Dereference: reads what a reconcile needs besides the McpTenant itself — the admin database
+//! URL (from the referenced Secret or the operator's default), the existing credentials, and the
+//! newest successful backup Job. Does I/O (Kubernetes API; Jobs come from a watch cache).
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+
+use super::status::Verdict;
+use crate::crd::McpTenant;
+use crate::resources::{COMPONENT_LABEL, Credentials, INSTANCE_LABEL, names, read_credentials};
+
+/// The admin URL, or why there is none (a condition the user can act on).
+pub async fn admin_url(
+    client: &Client,
+    tenant: &McpTenant,
+    default: Option<&str>,
+) -> Result<Result<String, Verdict>, kube::Error> {
+    let ns = tenant.namespace().unwrap_or_default();
+    let Some(r) = &tenant.spec.database.admin_secret_ref else {
+        return Ok(default.map(str::to_owned).ok_or_else(|| {
+            Verdict::failed(
+                "NoAdminConnection",
+                "no admin database connection: set spec.database.adminSecretRef or start the operator with --database-url",
+            )
+        }));
+    };
+    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let Some(secret) = api.get_opt(&r.name).await? else {
+        return Ok(Err(Verdict::failed(
+            "AdminSecretMissing",
+            format!(
+                "Secret {ns}/{} (spec.database.adminSecretRef) does not exist; create it with key {:?}",
+                r.name, r.key
+            ),
+        )));
+    };
+    let value = secret.data.as_ref().and_then(|d| d.get(&r.key)).map(|v| String::from_utf8(v.0.clone()));
+    Ok(match value {
+        Some(Ok(url)) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
+        Some(Ok(_)) | None => Err(Verdict::failed(
+            "AdminSecretMissing",
+            format!("Secret {ns}/{} has no key {:?} with a PostgreSQL URL", r.name, r.key),
+        )),
+        Some(Err(_)) => Err(Verdict::failed(
+            "AdminSecretMissing",
+            format!("key {:?} of Secret {ns}/{} is not UTF-8 text", r.key, r.name),
+        )),
+    })
+}
+
+/// The credentials in the tenant's Secret, if it exists and holds a password.
+pub async fn credentials(client: &Client, ns: &str, name: &str) -> Result<Option<Credentials>, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    Ok(api.get_opt(&names::credentials_secret(name)).await?.as_ref().and_then(read_credentials))
+}
+
+/// Completion time of the newest successful backup Job of McpTenant `name`.
+pub fn last_backup(jobs: &Store<Job>, ns: &str, name: &str) -> Option<Time> {
+    jobs.state()
+        .iter()
+        .filter(|j| j.namespace().as_deref() == Some(ns))
+        .filter(|j| j.labels().get(INSTANCE_LABEL).map(String::as_str) == Some(name))
+        .filter(|j| j.labels().get(COMPONENT_LABEL).map(String::as_str) == Some("backup"))
+        .filter(|j| job_succeeded(j))
+        .filter_map(|j| j.status.as_ref().and_then(|s| s.completion_time.clone()))
+        .max_by_key(|t| t.0)
+}
+
+/// Whether a Job finished successfully (condition Complete=True).
+pub fn job_succeeded(job: &Job) -> bool {
+    job_condition(job, "Complete")
+}
+
+/// Whether a Job failed for good (condition Failed=True).
+pub fn job_failed(job: &Job) -> bool {
+    job_condition(job, "Failed")
+}
+
+fn job_condition(job: &Job, type_: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}

@@ -1,0 +1,253 @@
+//! The McpTenant controller: watches, the reconcile pipeline (dereference → validate → database
+//! → build → apply → status), the finalizer, and error handling with per-object backoff.
+//! Does I/O (Kubernetes API, PostgreSQL).
+
+mod apply;
+mod backoff;
+mod cleanup;
+mod dereference;
+mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt as _, finalizer, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{Instrument as _, field, info_span, warn};
+
+pub use self::apply::ApplyError;
+pub use self::backoff::Backoff;
+use crate::crd::McpTenant;
+use crate::database::{Databases, DbError};
+use crate::metrics::Metrics;
+use crate::resources::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
+use crate::validate::Defaults;
+
+/// The finalizer that keeps an McpTenant until its `deletionPolicy` was applied in PostgreSQL.
+pub const FINALIZER: &str = "mcpfleet.io/database-roles";
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub defaults: Defaults,
+    pub databases: Databases,
+    pub metrics: Arc<Metrics>,
+    /// Every McpTenant the controller sees (to detect two claiming one tenant name).
+    pub tenants: Store<McpTenant>,
+    /// Backup Jobs (for `status.lastBackup`).
+    pub jobs: Store<Job>,
+    pub backoff: Backoff,
+    /// How often a healthy McpTenant is looked at again.
+    pub resync: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// Short label for the failures metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "kube_read",
+            Error::Database(e) => e.metric_label(),
+            Error::Apply(e) => e.metric_label(),
+            Error::Status(_) => "status_write",
+            Error::Finalizer(f) => match f.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer",
+            },
+        }
+    }
+
+    fn read(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Read { what, source }
+    }
+}
+
+/// Settings of [`run`].
+pub struct ControllerSettings {
+    /// Watch only this namespace (default: all).
+    pub namespace: Option<String>,
+    pub defaults: Defaults,
+    pub resync: Duration,
+    pub concurrency: u16,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// This replica's identity in Events.
+    pub instance: String,
+}
+
+fn key(t: &McpTenant) -> String {
+    format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any())
+}
+
+/// One reconcile of one McpTenant, in its own span.
+async fn reconcile(tenant: Arc<McpTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = info_span!(
+        "reconcile",
+        namespace = %tenant.namespace().unwrap_or_default(),
+        name = %tenant.name_any(),
+        generation = tenant.metadata.generation.unwrap_or_default(),
+        outcome = field::Empty,
+    );
+    async move {
+        ctx.metrics.reconciles.inc();
+        let timer = ctx.metrics.duration.start_timer();
+        let api: Api<McpTenant> =
+            Api::namespaced(ctx.client.clone(), &tenant.namespace().unwrap_or_default());
+        let k = key(&tenant);
+        let result = finalizer::finalizer(&api, FINALIZER, tenant, |event| async {
+            match event {
+                finalizer::Event::Apply(t) => reconcile::apply_tenant(t, &ctx).await,
+                finalizer::Event::Cleanup(t) => cleanup::cleanup(t, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)));
+        timer.observe_duration();
+        if result.is_ok() {
+            ctx.backoff.reset(&k);
+        }
+        tracing::Span::current().record("outcome", if result.is_ok() { "ok" } else { "error" });
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy(tenant: Arc<McpTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failures.with_label_values(&[error.metric_label()]).inc();
+    let delay = ctx.backoff.next_delay(&key(&tenant));
+    warn!(
+        namespace = %tenant.namespace().unwrap_or_default(),
+        name = %tenant.name_any(),
+        reason = error.metric_label(),
+        retry_in = ?delay,
+        "reconcile failed: {error}"
+    );
+    Action::requeue(delay)
+}
+
+/// McpTenants to reconcile when a Secret changes: its owner, and every McpTenant in the same
+/// namespace whose `spec.database.adminSecretRef` names it.
+fn secret_triggers(
+    tenants: &Store<McpTenant>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<McpTenant>> {
+    let ns = secret.namespace();
+    let name = secret.name_any();
+    let mut refs: Vec<ObjectRef<McpTenant>> = secret
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "McpTenant" && o.api_version == McpTenant::api_version(&()))
+        .map(|o| ObjectRef::new(&o.name).within(ns.as_deref().unwrap_or_default()))
+        .collect();
+    refs.extend(
+        tenants
+            .state()
+            .iter()
+            .filter(|t| t.namespace() == ns)
+            .filter(|t| t.spec.database.admin_secret_ref.as_ref().is_some_and(|r| r.name == name))
+            .map(|t| ObjectRef::from_obj(t.as_ref())),
+    );
+    refs
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: ControllerSettings,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = settings.namespace.as_deref();
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+
+    let (jobs, jobs_writer) = reflector::store::<Job>();
+    let job_events = reflector::reflector(jobs_writer, watcher(api::<Job>(&client, ns), managed.clone()))
+        .default_backoff()
+        .touched_objects();
+    let secret_events = watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+
+    let controller = Controller::new(api::<McpTenant>(&client, ns), watcher::Config::default());
+    let tenants = controller.store();
+    let tenants_for_secrets = tenants.clone();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter { controller: MANAGER.into(), instance: Some(settings.instance.clone()) },
+        ),
+        defaults: settings.defaults,
+        databases: Databases::default(),
+        metrics,
+        tenants,
+        jobs,
+        backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+        resync: settings.resync,
+    });
+    controller
+        .owns(api::<Deployment>(&client, ns), managed.clone())
+        .owns(api::<ConfigMap>(&client, ns), managed.clone())
+        .owns(api::<Service>(&client, ns), managed.clone())
+        .owns(api::<ServiceAccount>(&client, ns), managed.clone())
+        .owns(api::<HorizontalPodAutoscaler>(&client, ns), managed.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), managed.clone())
+        .owns(api::<NetworkPolicy>(&client, ns), managed.clone())
+        .owns(api::<Ingress>(&client, ns), managed.clone())
+        .owns(api::<CronJob>(&client, ns), managed.clone())
+        .watches_stream(secret_events, move |s| secret_triggers(&tenants_for_secrets, &s))
+        .watches_stream(job_events, |job: Job| {
+            let ns = job.namespace().unwrap_or_default();
+            job.labels().get(INSTANCE_LABEL).map(|name| ObjectRef::<McpTenant>::new(name).within(&ns))
+        })
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,291 @@
+//! Status: conditions (kstatus-compatible, with `observedGeneration`) computed from what this
+//! reconcile observed, written only when they changed, and an Event for every condition that
+//! changed. `desired_status` and `condition_changes` are pure; `publish` does I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::crd::{McpTenant, McpTenantStatus, condition as c};
+use crate::resources::MANAGER;
+
+/// Outcome of one step, as a condition: `(status is True, reason, message)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub ok: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn ok(reason: &str, message: impl Into<String>) -> Self {
+        Self { ok: true, reason: reason.into(), message: message.into() }
+    }
+    pub fn failed(reason: &str, message: impl Into<String>) -> Self {
+        Self { ok: false, reason: reason.into(), message: message.into() }
+    }
+}
+
+/// What one reconcile found out. `None` fields were not looked at this time: their previous
+/// conditions and values stay.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observation {
+    pub generation: Option<i64>,
+    pub tenant: Option<String>,
+    /// The spec cannot be acted on until it changes (kstatus `Stalled`).
+    pub stalled: Option<Verdict>,
+    pub database: Option<Verdict>,
+    pub workload: Option<Verdict>,
+    /// `None` inside: backup not configured.
+    pub backup: Option<Verdict>,
+    pub store_ids: Option<Vec<i32>>,
+    pub endpoint: Option<String>,
+    pub replicas: Option<Option<i32>>,
+    pub ready_replicas: Option<Option<i32>>,
+    pub credentials_secret: Option<String>,
+    pub last_backup: Option<Option<Time>>,
+}
+
+/// The status to write, keeping `lastTransitionTime` of conditions whose status did not change.
+pub fn desired_status(previous: Option<&McpTenantStatus>, obs: &Observation, now: &Time) -> McpTenantStatus {
+    let prev = previous.cloned().unwrap_or_default();
+    let mut verdicts: BTreeMap<&str, Option<Verdict>> = BTreeMap::new();
+    let carried = |t: &str| {
+        prev.condition(t).map(|cd| Verdict {
+            ok: cd.status == "True",
+            reason: cd.reason.clone(),
+            message: cd.message.clone(),
+        })
+    };
+    for (t, v) in [
+        (c::DATABASE_READY, &obs.database),
+        (c::WORKLOAD_READY, &obs.workload),
+        (c::BACKUP_SCHEDULED, &obs.backup),
+    ] {
+        verdicts.insert(t, v.clone().or_else(|| carried(t)));
+    }
+    let ready = if let Some(s) = &obs.stalled {
+        Verdict::failed(&s.reason, s.message.clone())
+    } else {
+        let blocking = [c::DATABASE_READY, c::WORKLOAD_READY]
+            .into_iter()
+            .map(|t| (t, verdicts[t].clone()))
+            .find(|(_, v)| !v.as_ref().is_some_and(|v| v.ok));
+        match blocking {
+            None => Verdict::ok(
+                "Ready",
+                format!("serving at {}", obs.endpoint.clone().or(prev.endpoint.clone()).unwrap_or_default()),
+            ),
+            Some((t, Some(v))) => Verdict::failed(&v.reason, format!("{t}: {}", v.message)),
+            Some((t, None)) => Verdict::failed("Pending", format!("{t} not observed yet")),
+        }
+    };
+    let reconciling =
+        (obs.stalled.is_none() && !ready.ok).then(|| Verdict::ok(&ready.reason, ready.message.clone()));
+    let stalled = obs.stalled.clone().map(|s| Verdict::ok(&s.reason, s.message));
+
+    let mut conditions = Vec::new();
+    let mut push = |t: &str, v: &Verdict| {
+        let status = if v.ok { "True" } else { "False" };
+        let since = prev
+            .condition(t)
+            .filter(|old| old.status == status)
+            .map(|old| old.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        conditions.push(Condition {
+            type_: t.to_owned(),
+            status: status.to_owned(),
+            reason: v.reason.clone(),
+            message: v.message.clone(),
+            observed_generation: obs.generation,
+            last_transition_time: since,
+        });
+    };
+    push(c::READY, &ready);
+    for t in [c::DATABASE_READY, c::WORKLOAD_READY, c::BACKUP_SCHEDULED] {
+        if let Some(v) = &verdicts[t] {
+            push(t, v);
+        }
+    }
+    if let Some(v) = &reconciling {
+        push(c::RECONCILING, v);
+    }
+    if let Some(v) = &stalled {
+        push(c::STALLED, v);
+    }
+    McpTenantStatus {
+        observed_generation: obs.generation,
+        conditions,
+        tenant: obs.tenant.clone().or(prev.tenant),
+        store_ids: obs.store_ids.clone().unwrap_or(prev.store_ids),
+        endpoint: obs.endpoint.clone().or(prev.endpoint),
+        replicas: obs.replicas.unwrap_or(prev.replicas),
+        ready_replicas: obs.ready_replicas.unwrap_or(prev.ready_replicas),
+        credentials_secret: obs.credentials_secret.clone().or(prev.credentials_secret),
+        last_backup: obs.last_backup.clone().unwrap_or(prev.last_backup),
+    }
+}
+
+/// Conditions whose status or reason changed (or appeared), for Events. Reconciling is left out:
+/// Ready already tells the same story.
+pub fn condition_changes<'a>(
+    previous: Option<&McpTenantStatus>,
+    next: &'a McpTenantStatus,
+) -> Vec<&'a Condition> {
+    next.conditions
+        .iter()
+        .filter(|n| n.type_ != c::RECONCILING)
+        .filter(|n| {
+            previous
+                .and_then(|p| p.condition(&n.type_))
+                .is_none_or(|o| o.status != n.status || o.reason != n.reason)
+        })
+        .collect()
+}
+
+/// Equal apart from `lastTransitionTime` (which `desired_status` keeps anyway).
+fn same(a: &McpTenantStatus, b: &McpTenantStatus) -> bool {
+    a == b
+}
+
+/// Writes the status when it differs from what the object carries, and publishes an Event per
+/// changed condition. Returns whether it wrote.
+pub async fn publish(
+    client: &Client,
+    recorder: &Recorder,
+    tenant: &McpTenant,
+    next: &McpTenantStatus,
+) -> Result<bool, kube::Error> {
+    let previous = tenant.status.as_ref();
+    if previous.is_some_and(|p| same(p, next)) {
+        return Ok(false);
+    }
+    let api: Api<McpTenant> = Api::namespaced(client.clone(), &tenant.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": McpTenant::api_version(&()),
+        "kind": McpTenant::kind(&()),
+        "status": next,
+    });
+    api.patch_status(&tenant.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    let reference = tenant.object_ref(&());
+    for cond in condition_changes(previous, next) {
+        let good = cond.status == "True" || cond.reason == "NotConfigured";
+        let event = Event {
+            type_: if good && cond.type_ != c::STALLED { EventType::Normal } else { EventType::Warning },
+            reason: cond.reason.clone(),
+            note: Some(truncate(&format!("{} is {}: {}", cond.type_, cond.status, cond.message), 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, "could not publish an event");
+        }
+    }
+    Ok(true)
+}
+
+/// Publishes one Event about `tenant` (failures are logged, never fatal).
+pub async fn event(recorder: &Recorder, tenant: &McpTenant, warning: bool, reason: &str, note: String) {
+    let ev = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(truncate(&note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &tenant.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(sec: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(sec).unwrap())
+    }
+
+    fn healthy() -> Observation {
+        Observation {
+            generation: Some(3),
+            tenant: Some("seattle".into()),
+            database: Some(Verdict::ok("RolesApplied", "roles own stores 1")),
+            workload: Some(Verdict::ok("Available", "2 of 2 replicas available")),
+            backup: Some(Verdict::failed("NotConfigured", "spec.backup is not set")),
+            store_ids: Some(vec![1]),
+            endpoint: Some("http://x/mcp".into()),
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn ready_when_database_and_workload_are_and_backups_are_optional() {
+        let s = desired_status(None, &healthy(), &t(10));
+        assert!(s.is_true(c::READY));
+        assert_eq!(s.observed_generation, Some(3));
+        assert!(s.conditions.iter().all(|cd| cd.observed_generation == Some(3)));
+        assert!(s.condition(c::RECONCILING).is_none() && s.condition(c::STALLED).is_none());
+        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [c::READY, c::DATABASE_READY, c::WORKLOAD_READY, c::BACKUP_SCHEDULED]);
+    }
+
+    #[test]
+    fn an_unchanged_observation_gives_an_identical_status_and_no_events() {
+        let first = desired_status(None, &healthy(), &t(10));
+        let again = desired_status(Some(&first), &healthy(), &t(99));
+        assert_eq!(first, again, "transition times are kept, so nothing is written");
+        assert!(condition_changes(Some(&first), &again).is_empty());
+    }
+
+    #[test]
+    fn a_database_failure_names_the_reason_and_keeps_what_was_known() {
+        let first = desired_status(None, &healthy(), &t(10));
+        let obs = Observation {
+            generation: Some(3),
+            database: Some(Verdict::failed("DatabaseUnreachable", "cannot reach PostgreSQL: refused")),
+            ..Observation::default()
+        };
+        let s = desired_status(Some(&first), &obs, &t(20));
+        let ready = s.condition(c::READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "DatabaseUnreachable"));
+        assert!(ready.message.contains("refused"));
+        assert_eq!(ready.last_transition_time, t(20));
+        assert!(s.is_true(c::WORKLOAD_READY), "not re-observed: kept");
+        assert_eq!(s.condition(c::WORKLOAD_READY).unwrap().last_transition_time, t(10));
+        assert!(s.is_true(c::RECONCILING));
+        assert_eq!(s.store_ids, vec![1]);
+        let changed: Vec<&str> =
+            condition_changes(Some(&first), &s).iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(changed, [c::READY, c::DATABASE_READY]);
+    }
+
+    #[test]
+    fn an_invalid_spec_stalls() {
+        let obs = Observation {
+            generation: Some(4),
+            stalled: Some(Verdict::failed("InvalidBackupSpec", "spec.backup.schedule is bad")),
+            ..Observation::default()
+        };
+        let s = desired_status(None, &obs, &t(1));
+        assert!(s.is_true(c::STALLED));
+        assert!(!s.is_true(c::READY));
+        assert!(s.condition(c::RECONCILING).is_none());
+        assert_eq!(s.condition(c::READY).unwrap().reason, "InvalidBackupSpec");
+    }
+}
