@@ -1,5 +1,5 @@
 //! The Kubernetes test ground is real: a real API server (server-side apply, CEL validation,
-//! server-side dry run), a real controller manager (deployment controller, garbage collector),
+//! server-side dry run), a real controller manager (deployments, garbage collector, CronJobs, HPA),
 //! the pinned kubectl and helm, workspace binaries run out-of-cluster, and no process left behind.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
@@ -153,6 +155,64 @@ async fn deleting_an_owner_cascades_to_what_it_owns() {
         config_maps.get_opt("bystander").await.unwrap().is_some(),
         "an object without owner was collected"
     );
+}
+
+#[tokio::test]
+async fn cronjobs_and_autoscalers_are_handled_by_their_controllers() {
+    let ns = TestNamespace::new("cron-hpa").await;
+    let post = PostParams::default();
+    let cron_jobs: Api<CronJob> = ns.api();
+    let cron_job: CronJob = serde_json::from_value(json!({
+        "metadata": { "name": "tick" },
+        "spec": {
+            "schedule": "* * * * *",
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "restartPolicy": "Never",
+                "containers": [{ "name": "tick", "image": "app:1.0.0" }]
+            }}}}
+        }
+    }))
+    .unwrap();
+    let tick_uid = cron_jobs.create(&post, &cron_job).await.unwrap().uid().unwrap();
+    ns.api::<Deployment>().create(&post, &deployment("web", 1)).await.unwrap();
+    let autoscalers: Api<HorizontalPodAutoscaler> = ns.api();
+    let autoscaler: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" },
+            "minReplicas": 1, "maxReplicas": 3,
+            "metrics": [{ "type": "Resource", "resource": {
+                "name": "cpu", "target": { "type": "Utilization", "averageUtilization": 50 }
+            }}]
+        }
+    }))
+    .unwrap();
+    autoscalers.create(&post, &autoscaler).await.unwrap();
+
+    // The HPA controller reads the Deployment's scale; with no metrics API here it says so.
+    let conditions = eventually("the HPA controller to report on web", WAIT, || async {
+        let status = autoscalers.get("web").await.ok()?.status?;
+        let conditions: Vec<(String, String, String)> = status
+            .conditions?
+            .into_iter()
+            .map(|c| (c.type_, c.status, c.reason.unwrap_or_default()))
+            .collect();
+        conditions.iter().any(|(t, _, _)| t == "ScalingActive").then_some(conditions)
+    })
+    .await;
+    let has = |t: &str, s: &str, r: &str| {
+        conditions.iter().any(|c| (c.0.as_str(), c.1.as_str(), c.2.as_str()) == (t, s, r))
+    };
+    assert!(has("AbleToScale", "True", "SucceededGetScale"), "{conditions:?}");
+    assert!(has("ScalingActive", "False", "FailedGetResourceMetric"), "{conditions:?}");
+
+    // The CronJob controller starts a Job at the next minute.
+    let jobs: Api<Job> = ns.api();
+    eventually("the CronJob controller to start a Job for tick", Duration::from_secs(90), || async {
+        let list = jobs.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|job| job.owner_references().iter().any(|o| o.uid == tick_uid))
+    })
+    .await;
 }
 
 const WIDGET_RULE_MESSAGE: &str = "minReplicas must not exceed maxReplicas";
