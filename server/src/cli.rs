@@ -1,9 +1,11 @@
-//! The command line: `serve`, `migrate`, `seed`. Every flag also reads an environment variable.
+//! The command line: `serve`, `migrate`, `seed`, `embed`. Every flag also reads an environment
+//! variable.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::ServeArgs;
 use crate::db::AdminDb;
 use crate::progress::Progress;
 use crate::seed::{self, SeedConfig, SeedOutcome};
@@ -20,6 +22,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the retail tools over MCP: Streamable HTTP at /mcp (stateless, any replica answers
+    /// any request) or stdio. Configuration comes from --config, then env vars, then flags.
+    Serve(Box<ServeArgs>),
     /// Apply the database migrations (schema, row-level security, tenancy functions, audit).
     /// Safe to re-run: applied migrations are skipped.
     Migrate {
@@ -37,10 +42,26 @@ pub enum Command {
         #[arg(long, env = "MCP_FLEET_SEED_MIGRATE")]
         migrate: bool,
     },
+    /// Compute the embeddings of product descriptions for semantic search, in batches.
+    /// Idempotent: products that already have a vector from the same model are skipped.
+    Embed {
+        #[command(flatten)]
+        db: AdminDb,
+        /// Products per batch sent to the model.
+        #[arg(long, env = "MCP_FLEET_EMBED_BATCH", default_value_t = 32)]
+        batch_size: usize,
+        /// Re-embed every product, even those already embedded by this model.
+        #[arg(long, env = "MCP_FLEET_EMBED_FORCE")]
+        force: bool,
+        /// Directory of the local model [default: ~/.cache/mcp-fleet/models/all-MiniLM-L6-v2].
+        #[arg(long, env = "MCP_FLEET_MODEL_DIR")]
+        model_dir: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -59,6 +80,26 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(args) => {
+            let cfg = crate::config::load(&args)?;
+            let redactor = crate::logging::Redactor::default();
+            if let Some(pw) = &cfg.database.password {
+                redactor.add_secret(pw);
+            }
+            crate::logging::init(cfg.log_format, &cfg.log_level, redactor);
+            crate::serve::run(cfg).await
+        }
+        Command::Embed { db, batch_size, force, model_dir } => {
+            let pool = db.connect().await?;
+            let section = mcp_fleet_core::server_config::EmbeddingsSection { model_dir, ..Default::default() };
+            let embedder = tokio::task::spawn_blocking(move || crate::embed::from_config(&section)).await??;
+            let report = crate::embed::backfill(&pool, embedder.as_ref(), batch_size, force, &Progress::new("embed")).await?;
+            eprintln!(
+                "embed: {} of {} products embedded with {} ({} already up to date) in {:.1}s",
+                report.embedded, report.products, report.model, report.skipped, report.elapsed.as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Migrate { db } => {
             let pool = db.connect().await?;
             let applied = crate::db::migrate(&pool).await?;

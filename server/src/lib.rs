@@ -1,9 +1,24 @@
 //! mcp-fleet-server: an MCP server for safe, multi-tenant, read-only analytics over the retail
-//! PostgreSQL database, plus the commands that prepare that database (migrate, seed).
+//! PostgreSQL database, plus the commands that prepare that database (migrate, seed, embed).
 
+pub mod auth;
 pub mod cli;
+pub mod config;
 pub mod db;
 pub mod embed;
+pub mod http;
+pub mod identity;
+pub mod logging;
+pub mod metrics;
 pub mod progress;
+pub mod result;
 pub mod seed;
+pub mod serve;
 pub mod sql_guard;
+pub mod tenant_db;
+pub mod tools;
+
+/// Installs ring as the process-wide rustls provider (reqwest is built without one). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -4,5 +4,6 @@
 pub mod kube;
 pub mod pg;
 pub mod process;
+pub mod python;
 
 pub use pg::{PgCluster, TestDb};

@@ -1,0 +1,199 @@
+//! The HTTP surface: MCP (Streamable HTTP, stateless) at `/mcp` behind authentication, overload
+//! protection and timeouts; health, readiness and Prometheus metrics beside it. `router()` builds
+//! it all from state so tests can drive it in-process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use crate::auth::Authenticator;
+use crate::tools::{AppState, RetailServer};
+
+/// What the HTTP layer needs besides the tool state.
+pub struct HttpOptions {
+    pub allowed_hosts: Vec<String>,
+    pub max_concurrent_requests: usize,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// The tenant a dedicated server must be logged in as (readiness checks it).
+    pub expected_tenant: Option<String>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    app: Arc<AppState>,
+    auth: Arc<Authenticator>,
+    expected_tenant: Option<String>,
+}
+
+/// The whole application router.
+pub fn router(app: Arc<AppState>, auth: Arc<Authenticator>, opts: HttpOptions, cancel: CancellationToken) -> Router {
+    let tool_router = RetailServer::router();
+    let factory_state = app.clone();
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    hosts.extend(opts.allowed_hosts.iter().cloned());
+    let mcp = StreamableHttpService::new(
+        move || Ok(RetailServer::new(factory_state.clone(), tool_router.clone())),
+        Arc::new(NeverSessionManager::default()),
+        StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .with_sse_keep_alive(None)
+            .with_allowed_hosts(hosts)
+            .with_max_request_body_bytes(opts.max_body_bytes)
+            .with_cancellation_token(cancel),
+    );
+    let shared = Shared { app: app.clone(), auth, expected_tenant: opts.expected_tenant };
+
+    // Overload sheds at once with 503 instead of queueing; slow requests end with 504.
+    let protect = ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .concurrency_limit(opts.max_concurrent_requests)
+        .timeout(opts.request_timeout);
+
+    let mcp_routes = Router::new()
+        .route_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
+        .layer(protect)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(opts.max_body_bytes));
+
+    Router::new()
+        .merge(mcp_routes)
+        .route("/health", get(health))
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .with_state(shared)
+}
+
+async fn overloaded(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        return error_response(StatusCode::GATEWAY_TIMEOUT, "the request took too long and was stopped; try a narrower question");
+    }
+    error_response(StatusCode::SERVICE_UNAVAILABLE, "the server is at its concurrency limit; retry shortly")
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    let mut r = (status, Json(json!({ "error": message }))).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// A request id: the caller's `x-request-id` when it is short and plain, else a fresh UUID.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+async fn authenticate(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    match s.auth.authenticate(req.headers(), id) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(rejection) => {
+            s.app.metrics.errors.with_label_values(&["auth"]).inc();
+            error_response(rejection.status(), &rejection.to_string())
+        }
+    }
+}
+
+/// Counts requests by route and status, tracks in-flight MCP requests, echoes the request id.
+async fn observe(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let route = match req.uri().path() {
+        "/mcp" => "/mcp",
+        "/health" | "/health/live" | "/health/ready" => "/health",
+        "/metrics" => "/metrics",
+        p if p.starts_with("/.well-known/") => "/.well-known",
+        _ => "other",
+    };
+    let id = request_id(&req);
+    let inflight = (route == "/mcp").then(|| InFlight::enter(&s.app.metrics.inflight_requests));
+    let mut resp = next.run(req).await;
+    drop(inflight);
+    s.app.metrics.http_requests.with_label_values(&[route, resp.status().as_str()]).inc();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+struct InFlight(prometheus::IntGauge);
+impl InFlight {
+    fn enter(g: &prometheus::IntGauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    let body = s.app.metrics.render(s.app.db.pool());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Readiness facts: database reachable, schema migrated far enough, logged in as the right tenant.
+async fn readiness(s: &Shared) -> Result<serde_json::Value, String> {
+    let row: Result<(i64, Option<String>), _> = tokio::time::timeout(
+        Duration::from_secs(3),
+        sqlx::query_as("SELECT tenancy.schema_version(), tenancy.current_tenant()").fetch_one(s.app.db.pool()),
+    )
+    .await
+    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+    let (version, tenant) = row.map_err(|e| match e {
+        sqlx::Error::Database(d) => format!("database check failed: {}", d.message()),
+        _ => "database unreachable".to_owned(),
+    })?;
+    let expected = mcp_fleet_core::migrations::expected_version();
+    if version < expected {
+        return Err(format!("database schema is at version {version}, this server needs {expected}: run `mcp-fleet-server migrate`"));
+    }
+    if let Some(want) = &s.expected_tenant
+        && tenant.as_deref() != Some(want.as_str())
+    {
+        return Err(format!(
+            "the database role belongs to tenant {}, but this server serves {want}",
+            tenant.as_deref().unwrap_or("<none>")
+        ));
+    }
+    Ok(json!({ "database": "ok", "schema_version": version, "tenant": tenant, "embeddings": s.app.embedder.as_ref().map(|e| e.model().to_owned()) }))
+}
+
+async fn ready(State(s): State<Shared>) -> Response {
+    match readiness(&s).await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+async fn health(State(s): State<Shared>) -> Response {
+    match readiness(&s).await {
+        Ok(facts) => (StatusCode::OK, Json(json!({ "status": "ok", "checks": facts }))).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": why }))).into_response(),
+    }
+}
+

@@ -1,0 +1,151 @@
+//! Logging: JSON (default) or text lines on stderr (stdout belongs to the stdio transport), with
+//! every line scrubbed of secrets before it is written — configured secret values, bearer tokens,
+//! JWTs, passwords in URLs and `password=`/`api_key=`-style pairs. Does terminal I/O.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use regex::Regex;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::LogFormat;
+
+/// Replaces secrets in log text.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    literals: Arc<Mutex<Vec<String>>>,
+}
+
+fn patterns() -> &'static [(Regex, &'static str)] {
+    static P: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    P.get_or_init(|| {
+        [
+            (r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", "***"),
+            (r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*", "${1}***"),
+            (r"(://[^:/@\s]+:)[^@/\s]+@", "${1}***@"),
+            (
+                r#"(?i)((?:password|passwd|pwd|secret|api[_-]?key|access[_-]?key|account[_-]?key|token|authorization|cookie|sig)\\?"?\s*[:=]\s*\\?"?)[^"\\\s,;&}]+"#,
+                "${1}***",
+            ),
+        ]
+        .into_iter()
+        .map(|(re, with)| (Regex::new(re).expect("static redaction pattern"), with))
+        .collect()
+    })
+}
+
+impl Redactor {
+    /// Adds a literal secret (a password, an API key) to mask wherever it appears.
+    pub fn add_secret(&self, secret: &str) {
+        if secret.len() >= 4
+            && let Ok(mut l) = self.literals.lock()
+        {
+            l.push(secret.to_owned());
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        if let Ok(lits) = self.literals.lock() {
+            for s in lits.iter() {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        for (re, with) in patterns() {
+            out = re.replace_all(&out, *with).into_owned();
+        }
+        out
+    }
+}
+
+/// A `MakeWriter` that scrubs every formatted line before passing it on.
+#[derive(Clone)]
+pub struct RedactingWriter<W> {
+    redactor: Redactor,
+    inner: W,
+}
+
+impl<W> RedactingWriter<W> {
+    pub fn new(redactor: Redactor, inner: W) -> Self {
+        Self { redactor, inner }
+    }
+}
+
+pub struct LineGuard<W: Write> {
+    buf: Vec<u8>,
+    redactor: Redactor,
+    out: W,
+}
+
+impl<W: Write> Write for LineGuard<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for LineGuard<W> {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buf);
+        let _ = self.out.write_all(self.redactor.redact(&text).as_bytes());
+        let _ = self.out.flush();
+    }
+}
+
+impl<'a, W> MakeWriter<'a> for RedactingWriter<W>
+where
+    W: MakeWriter<'a>,
+{
+    type Writer = LineGuard<W::Writer>;
+    fn make_writer(&'a self) -> Self::Writer {
+        LineGuard { buf: Vec::with_capacity(256), redactor: self.redactor.clone(), out: self.inner.make_writer() }
+    }
+}
+
+/// The default filter: the configured level, with rmcp's per-request INFO lines turned down.
+pub fn filter(level: &str) -> EnvFilter {
+    let directive = if level.contains("rmcp") { level.to_owned() } else { format!("{level},rmcp=warn") };
+    EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))
+}
+
+/// Installs the global subscriber (once; later calls are ignored, which suits tests).
+pub fn init(format: LogFormat, level: &str, redactor: Redactor) {
+    let writer = RedactingWriter::new(redactor, io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter(level)).with_writer(writer).with_target(true);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planted_secrets_never_survive() {
+        let r = Redactor::default();
+        r.add_secret("Sup3r-Secret-DB-pw");
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        let line = format!(
+            "connecting postgres://app:Sup3r-Secret-DB-pw@db/zava with Authorization: Bearer {jwt} \
+             api_key=sk-abc123 {{\"password\":\"hunter2\"}} token={jwt} cookie=session=xyz"
+        );
+        let out = r.redact(&line);
+        for secret in ["Sup3r-Secret-DB-pw", jwt, "sk-abc123", "hunter2", "session=xyz"] {
+            assert!(!out.contains(secret), "{secret} leaked in {out}");
+        }
+        assert!(out.contains("postgres://app:***@db/zava"), "{out}");
+    }
+
+    #[test]
+    fn ordinary_text_is_untouched() {
+        let r = Redactor::default();
+        let line = "tool call tool=execute_sales_query tenant=seattle rows=20 ms=3";
+        assert_eq!(r.redact(line), line);
+    }
+}

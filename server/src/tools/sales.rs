@@ -1,0 +1,40 @@
+//! `execute_sales_query`: model-written SQL through three independent layers — the parser-based
+//! validator, a READ ONLY transaction with a statement timeout under the tenant's role, and
+//! PostgreSQL's row-level security. Does database I/O.
+
+use std::time::Instant;
+
+use super::{AppState, ToolFailure};
+use crate::identity::Caller;
+use crate::result::{Compact, compact};
+use crate::sql_guard::{self, SqlPolicy};
+use crate::tenant_db::DbError;
+
+/// Validates and runs `sql`, returning at most `cap` rows (and saying when there were more).
+pub async fn execute(state: &AppState, caller: &Caller, sql: &str, cap: usize) -> Result<Compact, ToolFailure> {
+    let validated = sql_guard::validate(sql, policy())
+        .map_err(|r| ToolFailure::rejected(r.reason(), r.to_string()))?;
+    // The cap is applied by PostgreSQL, so a huge result is never produced, sent or buffered.
+    // The newline keeps a trailing `--` comment from swallowing the closing parenthesis.
+    let body = validated.sql.trim().trim_end_matches(';').trim_end();
+    let capped = format!("SELECT * FROM (\n{body}\n) AS mcp_fleet_result LIMIT {}", cap + 1);
+    let mut tx = state.db.read_only(caller).await?;
+    let started = Instant::now();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(capped))
+        .persistent(false)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| DbError::from_query(e, state.db.statement_timeout()))?;
+    state
+        .metrics
+        .query_duration
+        .with_label_values(&["execute_sales_query"])
+        .observe(started.elapsed().as_secs_f64());
+    drop(tx);
+    compact(&rows, cap).map_err(|e| ToolFailure::rejected("unsupported_type", e.to_string()))
+}
+
+fn policy() -> &'static SqlPolicy {
+    static POLICY: std::sync::OnceLock<SqlPolicy> = std::sync::OnceLock::new();
+    POLICY.get_or_init(SqlPolicy::retail)
+}

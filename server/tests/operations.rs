@@ -1,0 +1,159 @@
+//! Operating the server: the stdio transport, shared-pool tenancy, overload shedding and graceful
+//! shutdown — each against the real binary or router and a real PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use rmcp::transport::TokioChildProcess;
+use serde_json::json;
+use support::{Opts, call, client, embedded_db, json as parse, server, tenant};
+
+fn db_url_without_password(db: &mcp_fleet_testkit::TestDb, user: &str) -> String {
+    db.url_as(user, "").replace(":@", "@")
+}
+
+#[tokio::test]
+async fn the_stdio_transport_serves_the_configured_tenant() {
+    let db = embedded_db().await;
+    let t = tenant(&db, &[3]).await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-fleet-server"));
+    cmd.args(["serve", "--transport", "stdio", "--auth", "none", "--log-format", "text", "--tenant", t.name.as_str()])
+        .env("MCP_FLEET_DATABASE_URL", db_url_without_password(&db, &t.name.login_role()))
+        .env("MCP_FLEET_DATABASE_PASSWORD", &t.password);
+    let transport = TokioChildProcess::new(cmd).expect("spawn the server over stdio");
+    let c = ().serve(transport).await.expect("MCP handshake over stdio");
+    let tools = c.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), mcp_fleet_server::tools::TOOL_NAMES.len());
+    let (err, text) = call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT DISTINCT store_id FROM retail.orders" })).await;
+    assert!(!err, "{text}");
+    assert_eq!(parse(&text)["r"], json!([[3]]));
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
+    let db = embedded_db().await;
+    let a = tenant(&db, &[1]).await;
+    let b = tenant(&db, &[4]).await;
+    let gateway = mcp_fleet_testkit::pg::unique_name("gw");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {gateway} LOGIN NOINHERIT PASSWORD 'gw-pw' IN ROLE mcpfleet_gateway")))
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let args = mcp_fleet_server::config::ServeArgs {
+        database_url: Some(db_url_without_password(&db, &gateway)),
+        tenancy_mode: Some(mcp_fleet_core::server_config::TenancyMode::Shared),
+        auth: Some(mcp_fleet_core::server_config::AuthMode::None),
+        ..Default::default()
+    };
+    let cfg = mcp_fleet_server::config::resolve(
+        &args,
+        Default::default(),
+        |k| (k == "MCP_FLEET_DATABASE_PASSWORD").then(|| "gw-pw".to_owned()),
+        |p| std::fs::read_to_string(p),
+    )
+    .unwrap();
+    mcp_fleet_server::install_crypto_provider();
+    let state = std::sync::Arc::new(mcp_fleet_server::serve::state(&cfg).await.unwrap());
+    let app = mcp_fleet_server::http::router(
+        state,
+        std::sync::Arc::new(mcp_fleet_server::auth::Authenticator::None { tenant: None, mode: cfg.database.mode }),
+        mcp_fleet_server::http::HttpOptions {
+            allowed_hosts: vec![],
+            max_concurrent_requests: 8,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1 << 20,
+            expected_tenant: None,
+        },
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{addr}/mcp");
+    let q = json!({ "postgresql_query": "SELECT array_agg(DISTINCT store_id) AS s FROM retail.orders" });
+    for (t, stores) in [(&a, json!([1])), (&b, json!([4]))] {
+        let c = client(&url, &[("x-mcp-tenant", t.name.as_str())]).await;
+        let (err, text) = call(&c, "execute_sales_query", q.clone()).await;
+        assert!(!err, "{text}");
+        assert_eq!(parse(&text)["r"][0][0], stores, "tenant {}", t.name);
+    }
+    // The gateway role alone sees nothing, and a tenant that does not exist is refused.
+    let mut conn = db.connect_as(&gateway, "gw-pw").await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM retail.orders").fetch_one(&mut conn).await.unwrap_or(-1);
+    assert!(n <= 0, "the gateway must see no rows by itself, saw {n}");
+    let c = client(&url, &[("x-mcp-tenant", "no-such-tenant")]).await;
+    let (err, text) = call(&c, "execute_sales_query", q).await;
+    assert!(err, "{text}");
+}
+
+#[tokio::test]
+async fn overload_is_shed_with_503_instead_of_queueing() {
+    let db = embedded_db().await;
+    let t = tenant(&db, &[1]).await;
+    let srv = server(&db, &t, Opts { max_concurrent_requests: Some(1), statement_timeout: Some("3s".into()), ..Default::default() }).await;
+    let c = client(&srv.url, &[]).await;
+    let slow = json!({ "postgresql_query": "SELECT count(*) FROM retail.order_items a, retail.order_items b" });
+    let busy = tokio::spawn(async move {
+        let r = call(&c, "execute_sales_query", slow).await;
+        drop(c);
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = reqwest::Client::new()
+        .post(&srv.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    // The call that held the only slot still gets its answer (a count, or the timeout explained).
+    let (err, text) = tokio::time::timeout(Duration::from_secs(30), busy).await.unwrap().unwrap();
+    assert!(if err { text.contains("statement timeout") } else { parse(&text)["n"] == json!(1) }, "{text}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let db = embedded_db().await;
+    let t = tenant(&db, &[1]).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-fleet-server"))
+        .args(["serve", "--auth", "none", "--listen", "127.0.0.1:0", "--log-format", "text", "--statement-timeout", "30s", "--tenant", t.name.as_str()])
+        .env("MCP_FLEET_DATABASE_URL", db_url_without_password(&db, &t.name.login_role()))
+        .env("MCP_FLEET_DATABASE_PASSWORD", &t.password)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("server starts");
+        if let Some(u) = line.strip_prefix("mcp-fleet-server: listening on ") {
+            break u.to_owned();
+        }
+    };
+    let c = client(&url, &[]).await;
+    // About a second of work, so SIGTERM arrives while it runs.
+    let slow = json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.order_items a, (SELECT 1 FROM generate_series(1, 150)) b" });
+    let in_flight = tokio::spawn(async move { call(&c, "execute_sales_query", slow).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (err, text) = tokio::time::timeout(Duration::from_secs(30), in_flight).await.unwrap().unwrap();
+    assert!(!err, "the in-flight call must finish after SIGTERM: {text}");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let logs: Vec<String> = rx.try_iter().collect();
+    assert!(logs.iter().any(|l| l.contains("draining")), "{logs:?}");
+}
