@@ -11,7 +11,7 @@ SERVER := $(TARGET_DIR)/debug/mcp-fleet-server
 .PHONY: help deps deps-pg model k8s-binaries py-env test lint fmt demo demo-down cluster-up cluster-down
 
 help: ## list the verbs
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 deps: deps-pg model k8s-binaries py-env ## install everything tests and demo need (idempotent)
 
