@@ -1,0 +1,1 @@
+SELECT o.pg_column_size FROM retail.orders o

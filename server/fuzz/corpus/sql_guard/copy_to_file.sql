@@ -1,0 +1,1 @@
+COPY retail.customers TO '/tmp/customers.csv'

@@ -1,0 +1,1 @@
+CREATE TABLE loot AS SELECT * FROM retail.customers

@@ -1,0 +1,1 @@
+WITH x AS (DELETE FROM retail.orders RETURNING *) SELECT * FROM x

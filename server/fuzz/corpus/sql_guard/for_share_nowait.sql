@@ -1,0 +1,1 @@
+SELECT * FROM retail.orders FOR SHARE OF orders NOWAIT

@@ -1,0 +1,1 @@
+GRANT SELECT ON tenancy.tenant_stores TO PUBLIC

@@ -1,0 +1,1 @@
+SELECT nextval('retail.orders_order_id_seq')

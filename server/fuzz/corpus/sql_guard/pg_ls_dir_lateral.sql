@@ -1,0 +1,1 @@
+SELECT * FROM retail.orders o, LATERAL pg_ls_dir('.') f

@@ -1,0 +1,1 @@
+SELECT * FROM retail.orders LIMIT (SELECT 1 FROM pg_sleep(5))

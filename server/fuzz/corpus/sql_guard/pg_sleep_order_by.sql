@@ -1,0 +1,1 @@
+SELECT * FROM retail.orders ORDER BY pg_sleep(1)

@@ -1,0 +1,1 @@
+SELECT * FROM (VALUES (pg_sleep(1))) v(x)

@@ -1,0 +1,1 @@
+SELECT * FROM retail.orders WHERE order_id = $1

@@ -1,0 +1,1 @@
+SELECT 1 AS "x\"" , (SELECT 1 FROM pg_authid) --"

@@ -1,0 +1,2 @@
+SELECT * FROM retail.orders; -- x
+DELETE FROM retail.orders

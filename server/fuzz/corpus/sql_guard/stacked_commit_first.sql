@@ -1,0 +1,1 @@
+COMMIT; SELECT * FROM tenancy.tenant_stores

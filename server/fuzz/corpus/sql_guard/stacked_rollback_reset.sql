@@ -1,0 +1,1 @@
+SELECT 1; ROLLBACK; RESET ROLE; SELECT * FROM retail.orders

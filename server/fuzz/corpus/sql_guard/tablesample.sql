@@ -1,0 +1,1 @@
+SELECT * FROM retail.customers TABLESAMPLE SYSTEM (100)

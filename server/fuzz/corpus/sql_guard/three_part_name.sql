@@ -1,0 +1,1 @@
+SELECT * FROM postgres.tenancy.tenant_stores

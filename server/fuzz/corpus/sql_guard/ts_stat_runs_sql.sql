@@ -1,0 +1,1 @@
+SELECT ts_stat('SELECT rolname::tsvector FROM pg_authid')

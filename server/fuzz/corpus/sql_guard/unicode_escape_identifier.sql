@@ -1,0 +1,1 @@
+SELECT * FROM U&"\0070g_authid"

@@ -1,0 +1,1 @@
+SELECT store_id FROM retail.orders UNION ALL SELECT usesysid FROM pg_user

@@ -1,0 +1,1 @@
+SELECT 1 UNION TABLE pg_authid

@@ -1,0 +1,1 @@
+UPDATE retail.orders SET store_id = 2

@@ -1,0 +1,1 @@
+SELECT * FROM XMLTABLE('/a' PASSING '<a/>' COLUMNS x int)
