@@ -593,3 +593,51 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     assert!(!instances.is_empty() && instances.iter().all(|i| i == "replica-b"), "{instances:?}");
     assert_eq!(b.metric("mcpfleet_operator_leader").await, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_waits_for_the_final_backup_before_dropping_the_roles() {
+    let w = World::new("op-snapshot").await;
+    let op = w.operator("op-a", "1m").await;
+    let tenant = tenant_name();
+    w.create(
+        "snap",
+        json!({
+            "tenant": tenant, "stores": ["8"], "deletionPolicy": "Snapshot",
+            "database": {"adminSecretRef": {"name": ADMIN_SECRET}},
+            "backup": {"schedule": "@daily", "destination": "file:///backups/snap", "retention": {"keepLast": 3}},
+        }),
+    )
+    .await;
+    w.wait_status("snap", "DatabaseReady", db_ready).await;
+    w.tenants().delete("snap", &DeleteParams::default()).await.expect("delete");
+
+    // The final backup Job runs the server image's backup command; no kubelet here, so it never
+    // finishes, and the roles must stay while it has not succeeded.
+    let jobs = w.ns.api::<k8s_openapi::api::batch::v1::Job>();
+    let mut job = None;
+    for _ in 0..150 {
+        job = jobs.get_opt("snap-final-backup").await.expect("read Job");
+        if job.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let job = job.unwrap_or_else(|| panic!("no final backup Job; operator log:\n{}", op.process.log()));
+    let args =
+        job.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].args.clone().unwrap_or_default());
+    assert_eq!(
+        args.unwrap_or_default()[..5],
+        ["backup", "--config", "/etc/mcp-fleet/server.yaml", "--to", "file:///backups/snap"]
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.roles_of(&tenant).await.len(), 2, "roles stay until the final backup succeeded");
+    assert!(w.tenants().get_opt("snap").await.expect("read").is_some(), "the finalizer holds the McpTenant");
+
+    // A user who gives up on the snapshot switches the policy; the roles then go.
+    w.patch_spec("snap", json!({"deletionPolicy": "Delete"})).await;
+    eventually("the McpTenant to be gone", WAIT, || async {
+        w.tenants().get_opt("snap").await.expect("read").is_none().then_some(())
+    })
+    .await;
+    assert!(w.roles_of(&tenant).await.is_empty());
+}

@@ -74,18 +74,17 @@ pub async fn cleanup(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Error> 
                     format!("Job {name} takes a final backup"),
                 )
                 .await;
-                return Ok(Action::requeue(Duration::from_secs(10)));
+                // An error keeps the finalizer (an Ok would let the McpTenant go now).
+                return Err(waiting(&name, 5));
             }
             Some(j) if dereference::job_failed(&j) => {
                 let note = format!(
                     "Job {name} failed; the roles stay until it succeeds. Delete the Job to retry, or set deletionPolicy to Delete or Retain"
                 );
                 event(&ctx.recorder, &t, true, "FinalBackupFailed", note).await;
-                return Ok(Action::requeue(Duration::from_secs(300)));
+                return Err(waiting(&name, 300));
             }
-            Some(j) if !dereference::job_succeeded(&j) => {
-                return Ok(Action::requeue(Duration::from_secs(10)));
-            }
+            Some(j) if !dereference::job_succeeded(&j) => return Err(waiting(&name, 5)),
             Some(_) => {}
         }
     }
@@ -108,4 +107,11 @@ pub async fn cleanup(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Error> 
     };
     event(&ctx.recorder, &t, false, "RolesDropped", note).await;
     Ok(Action::await_change())
+}
+
+fn waiting(job: &str, secs: u64) -> Error {
+    Error::Waiting {
+        what: format!("final backup Job {job} has not succeeded"),
+        after: Duration::from_secs(secs),
+    }
 }

@@ -70,6 +70,9 @@ pub enum Error {
     Status(#[source] kube::Error),
     #[error("{0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// Not a failure: cleanup waits (the finalizer must stay) and looks again after `after`.
+    #[error("waiting: {what}")]
+    Waiting { what: String, after: Duration },
 }
 
 impl Error {
@@ -80,10 +83,23 @@ impl Error {
             Error::Database(e) => e.metric_label(),
             Error::Apply(e) => e.metric_label(),
             Error::Status(_) => "status_write",
+            Error::Waiting { .. } => "waiting",
             Error::Finalizer(f) => match f.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.metric_label(),
                 _ => "finalizer",
             },
+        }
+    }
+
+    /// The delay of a [`Error::Waiting`], however deeply wrapped.
+    fn waiting(&self) -> Option<Duration> {
+        match self {
+            Error::Waiting { after, .. } => Some(*after),
+            Error::Finalizer(f) => match f.as_ref() {
+                finalizer::Error::CleanupFailed(e) | finalizer::Error::ApplyFailed(e) => e.waiting(),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -145,6 +161,10 @@ async fn reconcile(tenant: Arc<McpTenant>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 fn error_policy(tenant: Arc<McpTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Some(after) = error.waiting() {
+        tracing::info!(name = %tenant.name_any(), "{error}");
+        return Action::requeue(after);
+    }
     ctx.metrics.failures.with_label_values(&[error.metric_label()]).inc();
     let delay = ctx.backoff.next_delay(&key(&tenant));
     warn!(
