@@ -272,7 +272,9 @@ mod tests {
     fn round_trips_through_yaml() {
         let mut cfg = ServerConfigFile { tenant: Some("seattle".into()), ..Default::default() };
         cfg.tools.row_cap = Some(500);
-        cfg.auth.roles.insert("analyst".into(), RoleSection { tools: vec!["*".into()], ..Default::default() });
+        cfg.auth
+            .roles
+            .insert("analyst".into(), RoleSection { tools: vec!["*".into()], ..Default::default() });
         let yaml = serde_saphyr::to_string(&cfg).unwrap();
         let back: ServerConfigFile = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(back, cfg);

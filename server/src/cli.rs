@@ -91,12 +91,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Embed { db, batch_size, force, model_dir } => {
             let pool = db.connect().await?;
-            let section = mcp_fleet_core::server_config::EmbeddingsSection { model_dir, ..Default::default() };
+            let section =
+                mcp_fleet_core::server_config::EmbeddingsSection { model_dir, ..Default::default() };
             let embedder = tokio::task::spawn_blocking(move || crate::embed::from_config(&section)).await??;
-            let report = crate::embed::backfill(&pool, embedder.as_ref(), batch_size, force, &Progress::new("embed")).await?;
+            let report =
+                crate::embed::backfill(&pool, embedder.as_ref(), batch_size, force, &Progress::new("embed"))
+                    .await?;
             eprintln!(
                 "embed: {} of {} products embedded with {} ({} already up to date) in {:.1}s",
-                report.embedded, report.products, report.model, report.skipped, report.elapsed.as_secs_f64()
+                report.embedded,
+                report.products,
+                report.model,
+                report.skipped,
+                report.elapsed.as_secs_f64()
             );
             Ok(())
         }

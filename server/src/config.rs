@@ -171,10 +171,11 @@ pub struct ConfigErrors(pub Vec<String>);
 pub fn load(args: &ServeArgs) -> Result<ServerConfig, ConfigErrors> {
     let file = match &args.config {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => serde_saphyr::from_str::<ServerConfigFile>(&text).map_err(|e| {
-                ConfigErrors(vec![format!("config file {}: {e}", path.display())])
-            })?,
-            Err(e) => return Err(ConfigErrors(vec![format!("cannot read config file {}: {e}", path.display())])),
+            Ok(text) => serde_saphyr::from_str::<ServerConfigFile>(&text)
+                .map_err(|e| ConfigErrors(vec![format!("config file {}: {e}", path.display())]))?,
+            Err(e) => {
+                return Err(ConfigErrors(vec![format!("cannot read config file {}: {e}", path.display())]));
+            }
         },
         None => ServerConfigFile::default(),
     };
@@ -242,7 +243,8 @@ pub fn resolve(
         args.statement_timeout.as_ref().or(db.statement_timeout.as_ref()),
         "5s",
     );
-    let acquire_timeout = duration(&mut problems, "database.acquireTimeout", db.acquire_timeout.as_ref(), "5s");
+    let acquire_timeout =
+        duration(&mut problems, "database.acquireTimeout", db.acquire_timeout.as_ref(), "5s");
     let idle_timeout = duration(&mut problems, "database.idleTimeout", db.idle_timeout.as_ref(), "10m");
     let max_lifetime = duration(&mut problems, "database.maxLifetime", db.max_lifetime.as_ref(), "30m");
     let request_timeout = duration(
@@ -296,8 +298,21 @@ pub fn resolve(
             "auth mode `none` is refused because this configuration is marked production (auth.production: true)".into(),
         );
     }
-    if auth_mode == AuthMode::Oidc && file.auth.issuer.is_none() {
-        problems.push("auth.issuer is missing: set the token issuer, or run with --auth none for local development".into());
+    let public_url = args.public_url.clone().or(file.public_url.clone());
+    if auth_mode == AuthMode::Oidc {
+        if file.auth.issuer.is_none() {
+            problems.push(
+                "auth.issuer is missing: set the token issuer, or run with --auth none for local development"
+                    .into(),
+            );
+        } else if let Err(p) = crate::auth::oidc::Oidc::from_config(
+            &file.auth,
+            tenant.as_ref().filter(|_| mode == TenancyMode::Dedicated),
+            public_url.as_deref(),
+            Default::default(),
+        ) {
+            problems.extend(p);
+        }
     }
 
     let max_concurrent_requests =
@@ -327,7 +342,6 @@ pub fn resolve(
 
     let mut allowed_hosts = file.allowed_hosts.clone();
     allowed_hosts.extend(args.allowed_hosts.iter().filter(|h| !h.is_empty()).cloned());
-    let public_url = args.public_url.clone().or(file.public_url.clone());
     if let Some(u) = &public_url
         && !(u.starts_with("https://") || u.starts_with("http://"))
     {
@@ -421,7 +435,12 @@ mod tests {
             ..Default::default()
         };
         let msg = resolve(&bad, file, no_env, no_files).unwrap_err().to_string();
-        for needle in ["listen address \"nowhere\"", "\"forever\" is not a duration", "rowCap must be between", "/no/such/file"] {
+        for needle in [
+            "listen address \"nowhere\"",
+            "\"forever\" is not a duration",
+            "rowCap must be between",
+            "/no/such/file",
+        ] {
             assert!(msg.contains(needle), "{needle:?} missing in {msg}");
         }
     }
@@ -435,9 +454,17 @@ mod tests {
         let msg = resolve(&ServeArgs::default(), file, no_env, no_files).unwrap_err().to_string();
         assert!(msg.contains("refused because this configuration is marked production"), "{msg}");
 
-        let file: ServerConfigFile =
-            serde_saphyr::from_str("tenant: seattle\ndatabase:\n  url: postgres://u@db/zava\nauth:\n  mode: none\n").unwrap();
-        let cfg = resolve(&ServeArgs::default(), file, |k| (k == "MCP_FLEET_DATABASE_PASSWORD").then(|| "hunter2".into()), no_files).unwrap();
+        let file: ServerConfigFile = serde_saphyr::from_str(
+            "tenant: seattle\ndatabase:\n  url: postgres://u@db/zava\nauth:\n  mode: none\n",
+        )
+        .unwrap();
+        let cfg = resolve(
+            &ServeArgs::default(),
+            file,
+            |k| (k == "MCP_FLEET_DATABASE_PASSWORD").then(|| "hunter2".into()),
+            no_files,
+        )
+        .unwrap();
         assert_eq!(cfg.database.password.as_deref(), Some("hunter2"));
         assert!(!format!("{cfg:?}").contains("hunter2"));
     }

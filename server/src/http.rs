@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
-use crate::auth::Authenticator;
+use crate::auth::{AuthRejection, Authenticator, RESOURCE_METADATA_PATH};
 use crate::tools::{AppState, RetailServer};
 
 /// What the HTTP layer needs besides the tool state.
@@ -38,7 +38,12 @@ struct Shared {
 }
 
 /// The whole application router.
-pub fn router(app: Arc<AppState>, auth: Arc<Authenticator>, opts: HttpOptions, cancel: CancellationToken) -> Router {
+pub fn router(
+    app: Arc<AppState>,
+    auth: Arc<Authenticator>,
+    opts: HttpOptions,
+    cancel: CancellationToken,
+) -> Router {
     let tool_router = RetailServer::router();
     let factory_state = app.clone();
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
@@ -75,13 +80,18 @@ pub fn router(app: Arc<AppState>, auth: Arc<Authenticator>, opts: HttpOptions, c
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route(RESOURCE_METADATA_PATH, get(resource_metadata))
+        .route("/.well-known/oauth-protected-resource", get(resource_metadata))
         .layer(middleware::from_fn_with_state(shared.clone(), observe))
         .with_state(shared)
 }
 
 async fn overloaded(err: tower::BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
-        return error_response(StatusCode::GATEWAY_TIMEOUT, "the request took too long and was stopped; try a narrower question");
+        return error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the request took too long and was stopped; try a narrower question",
+        );
     }
     error_response(StatusCode::SERVICE_UNAVAILABLE, "the server is at its concurrency limit; retry shortly")
 }
@@ -99,22 +109,41 @@ fn request_id(req: &Request) -> String {
     req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 async fn authenticate(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
-    match s.auth.authenticate(req.headers(), id) {
+    match s.auth.authenticate(req.headers(), id).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
         Err(rejection) => {
             s.app.metrics.errors.with_label_values(&["auth"]).inc();
-            error_response(rejection.status(), &rejection.to_string())
+            let mut resp = error_response(rejection.status(), &rejection.to_string());
+            if let AuthRejection::Unauthenticated { invalid_token } = rejection
+                && let Some(challenge) = s.auth.challenge(invalid_token)
+                && let Ok(v) = HeaderValue::from_str(&challenge)
+            {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            resp
         }
+    }
+}
+
+/// RFC 9728 protected-resource metadata; 404 when authentication is off.
+async fn resource_metadata(State(s): State<Shared>) -> Response {
+    match s.auth.resource_metadata() {
+        Some(doc) => Json(doc).into_response(),
+        None => error_response(StatusCode::NOT_FOUND, "authentication is off on this server"),
     }
 }
 
@@ -160,7 +189,8 @@ async fn metrics(State(s): State<Shared>) -> Response {
 async fn readiness(s: &Shared) -> Result<serde_json::Value, String> {
     let row: Result<(i64, Option<String>), _> = tokio::time::timeout(
         Duration::from_secs(3),
-        sqlx::query_as("SELECT tenancy.schema_version(), tenancy.current_tenant()").fetch_one(s.app.db.pool()),
+        sqlx::query_as("SELECT tenancy.schema_version(), tenancy.current_tenant()")
+            .fetch_one(s.app.db.pool()),
     )
     .await
     .unwrap_or(Err(sqlx::Error::PoolTimedOut));
@@ -170,7 +200,9 @@ async fn readiness(s: &Shared) -> Result<serde_json::Value, String> {
     })?;
     let expected = mcp_fleet_core::migrations::expected_version();
     if version < expected {
-        return Err(format!("database schema is at version {version}, this server needs {expected}: run `mcp-fleet-server migrate`"));
+        return Err(format!(
+            "database schema is at version {version}, this server needs {expected}: run `mcp-fleet-server migrate`"
+        ));
     }
     if let Some(want) = &s.expected_tenant
         && tenant.as_deref() != Some(want.as_str())
@@ -180,7 +212,9 @@ async fn readiness(s: &Shared) -> Result<serde_json::Value, String> {
             tenant.as_deref().unwrap_or("<none>")
         ));
     }
-    Ok(json!({ "database": "ok", "schema_version": version, "tenant": tenant, "embeddings": s.app.embedder.as_ref().map(|e| e.model().to_owned()) }))
+    Ok(
+        json!({ "database": "ok", "schema_version": version, "tenant": tenant, "embeddings": s.app.embedder.as_ref().map(|e| e.model().to_owned()) }),
+    )
 }
 
 async fn ready(State(s): State<Shared>) -> Response {
@@ -193,7 +227,9 @@ async fn ready(State(s): State<Shared>) -> Response {
 async fn health(State(s): State<Shared>) -> Response {
     match readiness(&s).await {
         Ok(facts) => (StatusCode::OK, Json(json!({ "status": "ok", "checks": facts }))).into_response(),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": why }))).into_response(),
+        Err(why) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": why })))
+                .into_response()
+        }
     }
 }
-

@@ -24,6 +24,8 @@ pub struct Caller {
     pub grants: Arc<Grants>,
     /// Correlates logs, metrics and the audit row of one request.
     pub request_id: String,
+    /// The reserved audit record of the tool call in progress, if any.
+    pub audit: Option<crate::audit::AuditTicket>,
 }
 
 /// Which of the tenant's stores a request may see.
@@ -76,7 +78,9 @@ pub enum HeaderError {
 pub fn scope_from_header(value: Option<&str>) -> Result<StoreScope, HeaderError> {
     match value.map(str::trim) {
         None | Some("") => Ok(StoreScope::Tenant),
-        Some(v) => Uuid::parse_str(v).map(StoreScope::RlsUser).map_err(|_| HeaderError::BadRlsUserId(v.chars().take(64).collect())),
+        Some(v) => Uuid::parse_str(v)
+            .map(StoreScope::RlsUser)
+            .map_err(|_| HeaderError::BadRlsUserId(v.chars().take(64).collect())),
     }
 }
 
@@ -97,7 +101,12 @@ mod tests {
     #[test]
     fn grants_gate_tools() {
         assert!(Grants::everything().allows("execute_sales_query"));
-        let g = Grants { roles: vec![], tools: Some(["get_current_utc_date".to_string()].into()), pii: false, row_cap: None };
+        let g = Grants {
+            roles: vec![],
+            tools: Some(["get_current_utc_date".to_string()].into()),
+            pii: false,
+            row_cap: None,
+        };
         assert!(g.allows("get_current_utc_date"));
         assert!(!g.allows("execute_sales_query"));
     }

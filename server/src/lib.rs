@@ -1,6 +1,7 @@
 //! mcp-fleet-server: an MCP server for safe, multi-tenant, read-only analytics over the retail
 //! PostgreSQL database, plus the commands that prepare that database (migrate, seed, embed).
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -102,7 +102,11 @@ where
 {
     type Writer = LineGuard<W::Writer>;
     fn make_writer(&'a self) -> Self::Writer {
-        LineGuard { buf: Vec::with_capacity(256), redactor: self.redactor.clone(), out: self.inner.make_writer() }
+        LineGuard {
+            buf: Vec::with_capacity(256),
+            redactor: self.redactor.clone(),
+            out: self.inner.make_writer(),
+        }
     }
 }
 
@@ -115,7 +119,8 @@ pub fn filter(level: &str) -> EnvFilter {
 /// Installs the global subscriber (once; later calls are ignored, which suits tests).
 pub fn init(format: LogFormat, level: &str, redactor: Redactor) {
     let writer = RedactingWriter::new(redactor, io::stderr);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(level)).with_writer(writer).with_target(true);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter(level)).with_writer(writer).with_target(true);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),

@@ -5,7 +5,8 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 pub struct Metrics {
     registry: Registry,
@@ -18,11 +19,13 @@ pub struct Metrics {
     pub inflight_requests: IntGauge,
     pub pool_connections: IntGaugeVec,
     pub pool_max: IntGauge,
+    pub audit_records: IntCounterVec,
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("mcpfleet".into()), None).expect("static registry prefix is valid");
+        let registry =
+            Registry::new_custom(Some("mcpfleet".into()), None).expect("static registry prefix is valid");
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests by route and status code"),
             &["route", "status"],
@@ -34,7 +37,8 @@ impl Metrics {
         )
         .expect("valid metric");
         let tool_duration = HistogramVec::new(
-            HistogramOpts::new("tool_duration_seconds", "Time to answer a tool call").buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new("tool_duration_seconds", "Time to answer a tool call")
+                .buckets(LATENCY_BUCKETS.to_vec()),
             &["tool"],
         )
         .expect("valid metric");
@@ -49,15 +53,23 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
-        let errors = IntCounterVec::new(Opts::new("errors_total", "Errors by kind"), &["kind"]).expect("valid metric");
+        let errors =
+            IntCounterVec::new(Opts::new("errors_total", "Errors by kind"), &["kind"]).expect("valid metric");
         let inflight_requests =
-            IntGauge::new("inflight_requests", "MCP requests being served now (an autoscaling signal)").expect("valid metric");
+            IntGauge::new("inflight_requests", "MCP requests being served now (an autoscaling signal)")
+                .expect("valid metric");
         let pool_connections = IntGaugeVec::new(
             Opts::new("db_pool_connections", "Database pool connections by state (in_use, idle)"),
             &["state"],
         )
         .expect("valid metric");
-        let pool_max = IntGauge::new("db_pool_max_connections", "Configured largest pool size").expect("valid metric");
+        let pool_max =
+            IntGauge::new("db_pool_max_connections", "Configured largest pool size").expect("valid metric");
+        let audit_records = IntCounterVec::new(
+            Opts::new("audit_records_total", "Audit records by fate (written, lost at shutdown)"),
+            &["state"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(tool_calls.clone()),
@@ -68,6 +80,7 @@ impl Metrics {
             Box::new(inflight_requests.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_max.clone()),
+            Box::new(audit_records.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -82,6 +95,7 @@ impl Metrics {
             inflight_requests,
             pool_connections,
             pool_max,
+            audit_records,
         }
     }
 

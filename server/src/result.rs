@@ -63,10 +63,8 @@ pub struct UnsupportedType {
 
 /// Converts rows (at most `cap` of them; pass `cap + 1` rows to detect truncation).
 pub fn compact(rows: &[PgRow], cap: usize) -> Result<Compact, UnsupportedType> {
-    let columns: Vec<String> = rows
-        .first()
-        .map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect())
-        .unwrap_or_default();
+    let columns: Vec<String> =
+        rows.first().map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect()).unwrap_or_default();
     let mut out = Vec::with_capacity(rows.len().min(cap));
     for row in rows.iter().take(cap) {
         let mut values = Vec::with_capacity(columns.len());
@@ -75,12 +73,7 @@ pub fn compact(rows: &[PgRow], cap: usize) -> Result<Compact, UnsupportedType> {
         }
         out.push(values);
     }
-    Ok(Compact {
-        columns,
-        rows: out,
-        truncated_at: (rows.len() > cap).then_some(cap),
-        msg: None,
-    })
+    Ok(Compact { columns, rows: out, truncated_at: (rows.len() > cap).then_some(cap), msg: None })
 }
 
 fn value(row: &PgRow, i: usize, name: &str, ty: &PgTypeInfo) -> Result<Value, UnsupportedType> {
@@ -104,7 +97,9 @@ fn value(row: &PgRow, i: usize, name: &str, ty: &PgTypeInfo) -> Result<Value, Un
         "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" | "UNKNOWN" => json!(get!(String)?),
         "DATE" => json!(get!(chrono::NaiveDate)?.to_string()),
         "TIMESTAMP" => json!(get!(chrono::NaiveDateTime)?.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
-        "TIMESTAMPTZ" => json!(get!(chrono::DateTime<chrono::Utc>)?.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        "TIMESTAMPTZ" => {
+            json!(get!(chrono::DateTime<chrono::Utc>)?.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        }
         "TIME" => json!(get!(chrono::NaiveTime)?.to_string()),
         "UUID" => json!(get!(uuid::Uuid)?.to_string()),
         "JSON" | "JSONB" => get!(Value)?,
@@ -144,7 +139,8 @@ mod tests {
     fn shapes_match_the_reference_sample() {
         let empty = Compact { columns: vec![], rows: vec![], truncated_at: None, msg: None };
         assert_eq!(empty.to_json(), json!({"c": [], "r": [], "n": 0, "msg": "No rows"}));
-        let some = Compact { columns: vec!["a".into()], rows: vec![vec![json!(1)]], truncated_at: None, msg: None };
+        let some =
+            Compact { columns: vec!["a".into()], rows: vec![vec![json!(1)]], truncated_at: None, msg: None };
         assert_eq!(some.to_json(), json!({"c": ["a"], "r": [[1]], "n": 1}));
         let cut = Compact { truncated_at: Some(1), ..some };
         assert_eq!(cut.to_json()["truncated"], json!(true));

@@ -47,8 +47,10 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             app.stdio_caller = Some(Authenticator::stdio_caller(tenant));
             let app = Arc::new(app);
             let server = crate::tools::RetailServer::new(app.clone(), crate::tools::RetailServer::router());
-            let running = server.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
+            let running =
+                server.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
             running.waiting().await.context("stdio session")?;
+            app.audit.shutdown(Duration::from_secs(10)).await;
             app.db.pool().close().await;
             Ok(())
         }
@@ -57,18 +59,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
 }
 
 async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
-    let auth = match cfg.auth_mode {
-        mcp_fleet_core::server_config::AuthMode::None => {
-            tracing::warn!(
-                "AUTHENTICATION IS OFF (--auth none): development only. Anyone who can reach this port acts as tenant {}",
-                cfg.tenant.as_ref().map_or("<from x-mcp-tenant>".to_owned(), ToString::to_string)
-            );
-            Authenticator::None { tenant: cfg.tenant.clone(), mode: cfg.database.mode }
-        }
-        mcp_fleet_core::server_config::AuthMode::Oidc => {
-            anyhow::bail!("auth mode `oidc` is not available in this build yet; run with --auth none for local development")
-        }
-    };
+    let auth = authenticator(&cfg, crate::auth::jwks::JwksOptions::default())?;
     let cancel = CancellationToken::new();
     let expected_tenant = (cfg.database.mode == mcp_fleet_core::server_config::TenancyMode::Dedicated)
         .then(|| cfg.tenant.as_ref().map(ToString::to_string))
@@ -99,16 +90,45 @@ async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
         signal.cancel();
     });
     let drain = cancel.clone();
-    let server = axum::serve(listener, app_router).with_graceful_shutdown(async move { drain.cancelled().await });
+    let server =
+        axum::serve(listener, app_router).with_graceful_shutdown(async move { drain.cancelled().await });
     let served = tokio::spawn(async move { server.await });
     cancel.cancelled().await;
     match tokio::time::timeout(DRAIN_TIMEOUT, served).await {
         Ok(joined) => joined.context("server task")?.context("HTTP server")?,
-        Err(_) => tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; stopping anyway"),
+        Err(_) => {
+            tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; stopping anyway")
+        }
     }
+    app.audit.shutdown(Duration::from_secs(10)).await;
     app.db.pool().close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The authenticator the configuration asks for (OIDC, or the loudly labelled development mode).
+pub fn authenticator(
+    cfg: &ServerConfig,
+    jwks: crate::auth::jwks::JwksOptions,
+) -> anyhow::Result<Authenticator> {
+    use mcp_fleet_core::server_config::{AuthMode, TenancyMode};
+    Ok(match cfg.auth_mode {
+        AuthMode::None => {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (--auth none): development only. Anyone who can reach this port acts as tenant {}",
+                cfg.tenant.as_ref().map_or("<from x-mcp-tenant>".to_owned(), ToString::to_string)
+            );
+            Authenticator::None { tenant: cfg.tenant.clone(), mode: cfg.database.mode }
+        }
+        AuthMode::Oidc => {
+            let public_url = cfg.public_url.clone().context("publicUrl is required with oidc auth")?;
+            let dedicated = cfg.tenant.as_ref().filter(|_| cfg.database.mode == TenancyMode::Dedicated);
+            let oidc = crate::auth::oidc::Oidc::from_config(&cfg.auth, dedicated, Some(&public_url), jwks)
+                .map_err(crate::config::ConfigErrors)?;
+            tracing::info!(issuer = %oidc.issuer, resource = %public_url, "bearer tokens required");
+            Authenticator::Oidc { oidc: Box::new(oidc), public_url }
+        }
+    })
 }
 
 async fn shutdown_signal() {

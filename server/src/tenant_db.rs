@@ -80,12 +80,16 @@ impl DbError {
                 };
                 DbError::Query(QueryFailure { message, reason })
             }
-            other @ (sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_)) => {
-                DbError::Unavailable(other)
-            }
+            other @ (sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)) => DbError::Unavailable(other),
             other => {
                 tracing::warn!(error = %other, "query failed outside the database");
-                DbError::Query(QueryFailure { message: "the query could not be run".into(), reason: other_reason(&other) })
+                DbError::Query(QueryFailure {
+                    message: "the query could not be run".into(),
+                    reason: other_reason(&other),
+                })
             }
         }
     }
@@ -121,7 +125,11 @@ impl TenantDb {
         let timeout_ms = cfg.statement_timeout.as_millis().to_string();
         let opts = opts
             .application_name(&cfg.application_name)
-            .options([("jit", "off"), ("statement_timeout", timeout_ms.as_str())])
+            .options([
+                ("jit", "off"),
+                ("statement_timeout", timeout_ms.as_str()),
+                ("standard_conforming_strings", "on"),
+            ])
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .min_connections(cfg.min_connections)
@@ -165,7 +173,11 @@ impl TenantDb {
         self.begin(caller, stores.as_deref()).await
     }
 
-    async fn begin(&self, caller: &Caller, stores: Option<&[i32]>) -> Result<Transaction<'static, Postgres>, DbError> {
+    async fn begin(
+        &self,
+        caller: &Caller,
+        stores: Option<&[i32]>,
+    ) -> Result<Transaction<'static, Postgres>, DbError> {
         // Every value below comes from validated configuration or integers, never from the caller's
         // text, so formatting them into one simple-protocol batch is safe. `public` holds the
         // pgvector type; it comes after pg_catalog so nothing there can shadow a built-in.
@@ -173,8 +185,14 @@ impl TenantDb {
             "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL search_path = retail, pg_catalog, public",
             self.statement_timeout.as_millis()
         );
-        if self.mode == TenancyMode::Shared {
-            batch.push_str(&format!("; SET LOCAL ROLE \"{}\"", caller.tenant.group_role()));
+        // Callers without PII access run as the tenant's group role, which PostgreSQL refuses the
+        // raw email and phone columns; PII callers keep the login role (member of mcpfleet_pii).
+        match (self.mode, caller.grants.pii) {
+            (TenancyMode::Dedicated, true) => {}
+            (TenancyMode::Shared, true) => {
+                batch.push_str(&format!("; SET LOCAL ROLE \"{}\"", caller.tenant.login_role()))
+            }
+            (_, false) => batch.push_str(&format!("; SET LOCAL ROLE \"{}\"", caller.tenant.group_role())),
         }
         if let Some(ids) = stores {
             // An empty list means "no store": -1 matches nothing.
@@ -185,7 +203,10 @@ impl TenantDb {
             };
             batch.push_str(&format!("; SET LOCAL mcpfleet.store_scope = '{list}'"));
         }
-        self.pool.begin_with(sqlx::AssertSqlSafe(batch)).await.map_err(|e| DbError::from_query(e, self.statement_timeout))
+        self.pool
+            .begin_with(sqlx::AssertSqlSafe(batch))
+            .await
+            .map_err(|e| DbError::from_query(e, self.statement_timeout))
     }
 
     async fn rls_user_stores(&self, caller: &Caller, id: Uuid) -> Result<Vec<i32>, DbError> {

@@ -34,8 +34,12 @@ async fn lists_exactly_the_tools_and_their_schemas_match_the_golden_file() {
         std::fs::create_dir_all(golden_path.parent().unwrap()).unwrap();
         std::fs::write(&golden_path, &rendered).unwrap();
     }
-    let golden = std::fs::read_to_string(&golden_path).expect("tests/golden/tools.json (regenerate with UPDATE_GOLDEN=1)");
-    assert_eq!(rendered, golden, "the tool contract changed; if intended, regenerate with UPDATE_GOLDEN=1 cargo test");
+    let golden = std::fs::read_to_string(&golden_path)
+        .expect("tests/golden/tools.json (regenerate with UPDATE_GOLDEN=1)");
+    assert_eq!(
+        rendered, golden,
+        "the tool contract changed; if intended, regenerate with UPDATE_GOLDEN=1 cargo test"
+    );
 
     // Every argument is bounded in the schema itself.
     let semantic = tools.iter().find(|t| t.name == "semantic_search_products").unwrap();
@@ -57,8 +61,12 @@ async fn a_sales_query_sees_only_the_tenants_stores_and_matches_ground_truth() {
     assert!(!err, "{text}");
     let v = parse(&text);
     assert_eq!(v["c"], json!(["store_name", "revenue"]));
-    let got: Vec<(String, f64)> =
-        v["r"].as_array().unwrap().iter().map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_f64().unwrap())).collect();
+    let got: Vec<(String, f64)> = v["r"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_f64().unwrap()))
+        .collect();
     let truth: Vec<(String, f64)> = sqlx::query_as(
         "SELECT s.store_name, round(sum(oi.total_amount), 2)::float8 FROM retail.order_items oi
          JOIN retail.stores s ON s.store_id = oi.store_id WHERE s.store_id IN (2, 6) GROUP BY 1 ORDER BY 1",
@@ -69,8 +77,12 @@ async fn a_sales_query_sees_only_the_tenants_stores_and_matches_ground_truth() {
     assert_eq!(got, truth);
 
     // Even an explicit attempt at other stores comes back empty: RLS, not the query, decides.
-    let (err, text) =
-        call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.orders WHERE store_id = 1" })).await;
+    let (err, text) = call(
+        &c,
+        "execute_sales_query",
+        json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.orders WHERE store_id = 1" }),
+    )
+    .await;
     assert!(!err, "{text}");
     assert_eq!(parse(&text)["r"], json!([[0]]));
 }
@@ -87,7 +99,8 @@ async fn two_tenants_see_disjoint_orders() {
     let vb = parse(&call(&cb, "execute_sales_query", q).await.1);
     assert_eq!(va["r"][0][1], json!([1]));
     assert_eq!(vb["r"][0][1], json!([3, 4]));
-    let ids_a: std::collections::HashSet<i64> = va["r"][0][0].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let ids_a: std::collections::HashSet<i64> =
+        va["r"][0][0].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
     assert!(vb["r"][0][0].as_array().unwrap().iter().all(|v| !ids_a.contains(&v.as_i64().unwrap())));
 }
 
@@ -123,7 +136,12 @@ async fn bad_queries_get_clear_errors_and_the_next_good_call_works() {
         assert!(!msg.contains("sqlx") && !msg.contains("panicked"), "internals leaked: {msg}");
         assert_eq!(v["n"], json!(0));
         // The server keeps serving.
-        let (err, text) = call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.stores" })).await;
+        let (err, text) = call(
+            &c,
+            "execute_sales_query",
+            json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.stores" }),
+        )
+        .await;
         assert!(!err && parse(&text)["r"] == json!([[1]]), "after {sql:?}: {text}");
     }
     // Wrong argument types and missing arguments are tool errors the model can read.
@@ -144,9 +162,19 @@ async fn bad_queries_get_clear_errors_and_the_next_good_call_works() {
 async fn the_row_cap_truncates_and_says_so_and_timeouts_explain_themselves() {
     let db = embedded_db().await;
     let t = tenant(&db, &[1]).await;
-    let srv = server(&db, &t, Opts { row_cap: Some(7), statement_timeout: Some("300ms".into()), ..Default::default() }).await;
+    let srv = server(
+        &db,
+        &t,
+        Opts { row_cap: Some(7), statement_timeout: Some("300ms".into()), ..Default::default() },
+    )
+    .await;
     let c = client(&srv.url, &[]).await;
-    let (err, text) = call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT order_id FROM retail.orders ORDER BY order_id" })).await;
+    let (err, text) = call(
+        &c,
+        "execute_sales_query",
+        json!({ "postgresql_query": "SELECT order_id FROM retail.orders ORDER BY order_id" }),
+    )
+    .await;
     assert!(!err, "{text}");
     let v = parse(&text);
     assert_eq!(v["n"], json!(7));
@@ -180,13 +208,20 @@ async fn the_rls_header_narrows_to_one_store_and_never_reaches_another_tenant() 
     };
     let redmond = uuid(6).await;
     let c = client(&srv.url, &[("x-rls-user-id", &redmond)]).await;
-    let (_, text) = call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT DISTINCT store_id FROM retail.orders" })).await;
+    let (_, text) = call(
+        &c,
+        "execute_sales_query",
+        json!({ "postgresql_query": "SELECT DISTINCT store_id FROM retail.orders" }),
+    )
+    .await;
     assert_eq!(parse(&text)["r"], json!([[6]]));
 
     // A store of another tenant is not a store of this tenant: refused, not widened.
     let seattle = uuid(1).await;
     let c = client(&srv.url, &[("x-rls-user-id", &seattle)]).await;
-    let (err, text) = call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT count(*) FROM retail.orders" })).await;
+    let (err, text) =
+        call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT count(*) FROM retail.orders" }))
+            .await;
     assert!(err, "{text}");
     assert!(text.contains("does not identify one of tenant"), "{text}");
 
@@ -210,15 +245,23 @@ async fn table_schemas_show_columns_relationships_and_the_tenants_own_values() {
     let t = tenant(&db, &[2, 6]).await;
     let srv = server(&db, &t, Opts::default()).await;
     let c = client(&srv.url, &[]).await;
-    let (err, text) =
-        call(&c, "get_multiple_table_schemas", json!({ "table_names": ["retail.stores", "retail.orders", "order_items"] })).await;
+    let (err, text) = call(
+        &c,
+        "get_multiple_table_schemas",
+        json!({ "table_names": ["retail.stores", "retail.orders", "order_items"] }),
+    )
+    .await;
     assert!(!err, "{text}");
     assert!(text.contains("# Table: retail.stores"));
     assert!(text.contains("**Stores Locations:** Zava Retail Bellevue, Zava Retail Redmond"), "{text}");
     assert!(!text.contains("Seattle"), "another tenant's store leaked: {text}");
     assert!(text.contains("`customer_id` → `retail.customers.customer_id`"), "{text}");
     assert!(text.contains("**Available Years:** 2020"), "{text}");
-    for bad in [json!({ "table_names": [] }), json!({ "table_names": ["pg_authid"] }), json!({ "table_names": ["retail.orders; drop"] })] {
+    for bad in [
+        json!({ "table_names": [] }),
+        json!({ "table_names": ["pg_authid"] }),
+        json!({ "table_names": ["retail.orders; drop"] }),
+    ] {
         let (err, text) = call(&c, "get_multiple_table_schemas", bad.clone()).await;
         assert!(err, "{bad}: {text}");
     }
@@ -254,12 +297,18 @@ async fn searches_find_relevant_products_and_bound_their_arguments() {
         ("fix a leaking pipe under the sink", "Plumbing"),
         ("paint for my living room walls", "Paint & Finishes"),
     ] {
-        let (err, text) = call(&c, "semantic_search_products", json!({ "query_description": query, "max_rows": 5 })).await;
+        let (err, text) =
+            call(&c, "semantic_search_products", json!({ "query_description": query, "max_rows": 5 })).await;
         assert!(!err, "{text}");
         let v = parse(&text);
         assert_eq!(v["c"][0], json!("product_id"));
         assert_eq!(v["c"].as_array().unwrap().last(), Some(&json!("sp")));
-        let hits: Vec<&String> = v["r"].as_array().unwrap().iter().map(|r| &categories[&(r[0].as_i64().unwrap() as i32)]).collect();
+        let hits: Vec<&String> = v["r"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &categories[&(r[0].as_i64().unwrap() as i32)])
+            .collect();
         let matching = hits.iter().filter(|c| c.as_str() == category).count();
         assert!(matching * 2 > hits.len() && !hits.is_empty(), "{query:?} → {hits:?}");
     }
@@ -268,7 +317,12 @@ async fn searches_find_relevant_products_and_bound_their_arguments() {
     let v = parse(&text);
     assert!(v["n"].as_u64().unwrap() > 0);
     assert!(v["r"].as_array().unwrap().iter().all(|r| r[2].as_str().unwrap().contains("Hose")), "{text}");
-    let (err, text) = call(&c, "hybrid_search_products", json!({ "query_description": "cordless drill for deck screws", "max_rows": 5 })).await;
+    let (err, text) = call(
+        &c,
+        "hybrid_search_products",
+        json!({ "query_description": "cordless drill for deck screws", "max_rows": 5 }),
+    )
+    .await;
     assert!(!err, "{text}");
     let v = parse(&text);
     assert_eq!(v["r"][0][3], json!("Power Tools"), "{text}");
@@ -288,8 +342,12 @@ async fn searches_find_relevant_products_and_bound_their_arguments() {
         }
     }
     // A description with nothing similar above the threshold says so.
-    let (err, text) =
-        call(&c, "semantic_search_products", json!({ "query_description": "quantum entanglement poetry", "similarity_threshold": 80 })).await;
+    let (err, text) = call(
+        &c,
+        "semantic_search_products",
+        json!({ "query_description": "quantum entanglement poetry", "similarity_threshold": 80 }),
+    )
+    .await;
     assert!(!err, "{text}");
     assert!(parse(&text)["msg"].as_str().unwrap().starts_with("No products >= 80"), "{text}");
 }
@@ -312,12 +370,20 @@ async fn utc_date_health_readiness_and_metrics() {
     let health: Value = http.get(format!("{}/health", srv.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["checks"]["tenant"], json!(t.name.as_str()));
     let metrics = http.get(format!("{}/metrics", srv.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("mcpfleet_tool_calls_total{outcome=\"ok\",tool=\"get_current_utc_date\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("mcpfleet_tool_calls_total{outcome=\"ok\",tool=\"get_current_utc_date\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("mcpfleet_db_pool_connections"), "{metrics}");
 
     // A server claiming one tenant but logged in as another is never ready.
     let other = tenant(&db, &[8]).await;
-    let confused = server(&db, &t, Opts { login_as: Some((other.name.login_role(), other.password.clone())), ..Default::default() }).await;
+    let confused = server(
+        &db,
+        &t,
+        Opts { login_as: Some((other.name.login_role(), other.password.clone())), ..Default::default() },
+    )
+    .await;
     let resp = http.get(format!("{}/health/ready", confused.base)).send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.text().await.unwrap().contains("belongs to tenant"));

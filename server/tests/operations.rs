@@ -19,14 +19,29 @@ async fn the_stdio_transport_serves_the_configured_tenant() {
     let db = embedded_db().await;
     let t = tenant(&db, &[3]).await;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-fleet-server"));
-    cmd.args(["serve", "--transport", "stdio", "--auth", "none", "--log-format", "text", "--tenant", t.name.as_str()])
-        .env("MCP_FLEET_DATABASE_URL", db_url_without_password(&db, &t.name.login_role()))
-        .env("MCP_FLEET_DATABASE_PASSWORD", &t.password);
+    cmd.args([
+        "serve",
+        "--transport",
+        "stdio",
+        "--auth",
+        "none",
+        "--log-format",
+        "text",
+        "--tenant",
+        t.name.as_str(),
+    ])
+    .env("MCP_FLEET_DATABASE_URL", db_url_without_password(&db, &t.name.login_role()))
+    .env("MCP_FLEET_DATABASE_PASSWORD", &t.password);
     let transport = TokioChildProcess::new(cmd).expect("spawn the server over stdio");
     let c = ().serve(transport).await.expect("MCP handshake over stdio");
     let tools = c.list_all_tools().await.unwrap();
     assert_eq!(tools.len(), mcp_fleet_server::tools::TOOL_NAMES.len());
-    let (err, text) = call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT DISTINCT store_id FROM retail.orders" })).await;
+    let (err, text) = call(
+        &c,
+        "execute_sales_query",
+        json!({ "postgresql_query": "SELECT DISTINCT store_id FROM retail.orders" }),
+    )
+    .await;
     assert!(!err, "{text}");
     assert_eq!(parse(&text)["r"], json!([[3]]));
     c.cancel().await.unwrap();
@@ -38,10 +53,12 @@ async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
     let a = tenant(&db, &[1]).await;
     let b = tenant(&db, &[4]).await;
     let gateway = mcp_fleet_testkit::pg::unique_name("gw");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {gateway} LOGIN NOINHERIT PASSWORD 'gw-pw' IN ROLE mcpfleet_gateway")))
-        .execute(&db.admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {gateway} LOGIN NOINHERIT PASSWORD 'gw-pw' IN ROLE mcpfleet_gateway"
+    )))
+    .execute(&db.admin)
+    .await
+    .unwrap();
     let args = mcp_fleet_server::config::ServeArgs {
         database_url: Some(db_url_without_password(&db, &gateway)),
         tenancy_mode: Some(mcp_fleet_core::server_config::TenancyMode::Shared),
@@ -59,7 +76,10 @@ async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
     let state = std::sync::Arc::new(mcp_fleet_server::serve::state(&cfg).await.unwrap());
     let app = mcp_fleet_server::http::router(
         state,
-        std::sync::Arc::new(mcp_fleet_server::auth::Authenticator::None { tenant: None, mode: cfg.database.mode }),
+        std::sync::Arc::new(mcp_fleet_server::auth::Authenticator::None {
+            tenant: None,
+            mode: cfg.database.mode,
+        }),
         mcp_fleet_server::http::HttpOptions {
             allowed_hosts: vec![],
             max_concurrent_requests: 8,
@@ -82,7 +102,8 @@ async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
     }
     // The gateway role alone sees nothing, and a tenant that does not exist is refused.
     let mut conn = db.connect_as(&gateway, "gw-pw").await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM retail.orders").fetch_one(&mut conn).await.unwrap_or(-1);
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM retail.orders").fetch_one(&mut conn).await.unwrap_or(-1);
     assert!(n <= 0, "the gateway must see no rows by itself, saw {n}");
     let c = client(&url, &[("x-mcp-tenant", "no-such-tenant")]).await;
     let (err, text) = call(&c, "execute_sales_query", q).await;
@@ -93,9 +114,15 @@ async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
 async fn overload_is_shed_with_503_instead_of_queueing() {
     let db = embedded_db().await;
     let t = tenant(&db, &[1]).await;
-    let srv = server(&db, &t, Opts { max_concurrent_requests: Some(1), statement_timeout: Some("3s".into()), ..Default::default() }).await;
+    let srv = server(
+        &db,
+        &t,
+        Opts { max_concurrent_requests: Some(1), statement_timeout: Some("3s".into()), ..Default::default() },
+    )
+    .await;
     let c = client(&srv.url, &[]).await;
-    let slow = json!({ "postgresql_query": "SELECT count(*) FROM retail.order_items a, retail.order_items b" });
+    let slow =
+        json!({ "postgresql_query": "SELECT count(*) FROM retail.order_items a, retail.order_items b" });
     let busy = tokio::spawn(async move {
         let r = call(&c, "execute_sales_query", slow).await;
         drop(c);
@@ -124,7 +151,19 @@ async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
     let db = embedded_db().await;
     let t = tenant(&db, &[1]).await;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-fleet-server"))
-        .args(["serve", "--auth", "none", "--listen", "127.0.0.1:0", "--log-format", "text", "--statement-timeout", "30s", "--tenant", t.name.as_str()])
+        .args([
+            "serve",
+            "--auth",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+            "--statement-timeout",
+            "30s",
+            "--tenant",
+            t.name.as_str(),
+        ])
         .env("MCP_FLEET_DATABASE_URL", db_url_without_password(&db, &t.name.login_role()))
         .env("MCP_FLEET_DATABASE_PASSWORD", &t.password)
         .stderr(std::process::Stdio::piped())

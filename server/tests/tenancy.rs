@@ -456,3 +456,43 @@ async fn a_non_superuser_operator_role_manages_tenants_and_cannot_adopt_foreign_
         sqlx::query("SELECT tenancy.drop_tenant($1)").bind(&squat).execute(&mut conn).await.unwrap_err();
     assert!(err.to_string().contains("not managed by mcp-fleet"), "{err}");
 }
+
+#[tokio::test]
+async fn pii_is_withheld_from_group_roles_and_masked_through_the_view() {
+    let db = seeded().await;
+    let t = tenant(&db, &[2]).await;
+    let truth: i64 = sqlx::query_scalar("SELECT count(*) FROM retail.customers WHERE primary_store_id = 2")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    let mut conn = login(&db, &t).await;
+    // The login role (used for PII-granted callers) reads raw values of its own customers.
+    let raw: Vec<String> =
+        sqlx::query_scalar("SELECT email FROM retail.customers").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(raw.len() as i64, truth);
+    assert!(raw.iter().all(|e| e.contains('@') && !e.contains("***")));
+
+    // The group role (used for everyone else) is refused the raw columns by PostgreSQL...
+    conn.execute(sqlx::AssertSqlSafe(format!("SET ROLE \"{}\"", t.name.group_role()))).await.unwrap();
+    for sql in [
+        "SELECT email FROM retail.customers",
+        "SELECT * FROM retail.customers",
+        "SELECT row_to_json(c) FROM retail.customers c",
+    ] {
+        let err = conn.execute(sql).await.expect_err(sql);
+        assert!(err.to_string().contains("permission denied"), "{sql}: {err}");
+    }
+    let names: i64 = count(&mut conn, "SELECT count(first_name) FROM retail.customers").await;
+    assert_eq!(names, truth, "non-PII columns stay readable");
+    // ...and reads masked values, of its own customers only, through the view.
+    let masked: Vec<(i32, String, Option<String>)> =
+        sqlx::query_as("SELECT primary_store_id, email, phone FROM retail.customers_masked")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(masked.len() as i64, truth, "row-level security applies through the view");
+    assert!(masked.iter().all(|(store, ..)| *store == 2));
+    assert!(masked.iter().all(|(_, email, _)| email.contains("***@example.com")), "{:?}", masked.first());
+    assert!(masked.iter().all(|(_, _, phone)| phone.as_deref().is_none_or(|p| p.contains("***"))));
+    conn.execute("RESET ROLE").await.unwrap();
+}

@@ -14,9 +14,9 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{Extension, ToolCallContext};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    ResourceContents, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, ResourceContents, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
@@ -61,16 +61,30 @@ pub struct AppState {
     pub schema_cache: schema::SchemaCache,
     /// The identity of stdio sessions, which have no HTTP request to authenticate.
     pub stdio_caller: Option<Caller>,
+    pub audit: crate::audit::AuditLog,
 }
 
 impl AppState {
-    pub fn new(db: TenantDb, embedder: Option<Arc<dyn Embedder>>, metrics: Arc<Metrics>, row_cap: u32, enabled: &[String]) -> Self {
+    pub fn new(
+        db: TenantDb,
+        embedder: Option<Arc<dyn Embedder>>,
+        metrics: Arc<Metrics>,
+        row_cap: u32,
+        enabled: &[String],
+    ) -> Self {
         let enabled_tools = TOOL_NAMES
             .iter()
             .filter(|t| enabled.is_empty() || enabled.iter().any(|e| e == *t))
             .filter(|t| embedder.is_some() || !EMBEDDING_TOOLS.contains(t))
             .map(|t| (*t).to_owned())
             .collect();
+        let audit = crate::audit::AuditLog::start(
+            db.pool().clone(),
+            db.mode(),
+            metrics.clone(),
+            crate::audit::BUFFER,
+            crate::audit::RESERVE_WAIT,
+        );
         Self {
             db,
             embedder,
@@ -79,6 +93,7 @@ impl AppState {
             enabled_tools,
             schema_cache: schema::SchemaCache::new(),
             stdio_caller: None,
+            audit,
         }
     }
 
@@ -117,7 +132,8 @@ impl ToolFailure {
 impl From<crate::tenant_db::DbError> for ToolFailure {
     fn from(e: crate::tenant_db::DbError) -> Self {
         let reason = e.reason();
-        let outcome = if matches!(e, crate::tenant_db::DbError::UnknownStore { .. }) { "rejected" } else { "error" };
+        let outcome =
+            if matches!(e, crate::tenant_db::DbError::UnknownStore { .. }) { "rejected" } else { "error" };
         Self { message: e.to_string(), reason, outcome, query: None }
     }
 }
@@ -153,18 +169,30 @@ impl RetailServer {
     }
 
     /// Records metrics and logs for a finished call, and turns the result into MCP content.
-    fn finish(&self, tool: &str, caller: &Caller, started: Instant, result: Result<Value, ToolFailure>) -> CallToolResult {
+    fn finish(
+        &self,
+        tool: &str,
+        caller: &Caller,
+        started: Instant,
+        result: Result<Value, ToolFailure>,
+    ) -> CallToolResult {
         let elapsed = started.elapsed();
         let m = &self.state.metrics;
         m.tool_duration.with_label_values(&[tool]).observe(elapsed.as_secs_f64());
         match result {
             Ok(value) => {
+                if let Some(t) = &caller.audit {
+                    t.complete("ok", value.get("n").and_then(serde_json::Value::as_i64), None);
+                }
                 m.tool_calls.with_label_values(&[tool, "ok"]).inc();
                 tracing::info!(tool, tenant = %caller.tenant, subject = %caller.subject, request_id = %caller.request_id,
                     ms = elapsed.as_millis() as u64, rows = value.get("n").and_then(serde_json::Value::as_u64), "tool call");
                 CallToolResult::success(vec![ContentBlock::text(value.to_string())])
             }
             Err(f) => {
+                if let Some(t) = &caller.audit {
+                    t.complete(f.outcome, None, Some(&f.message));
+                }
                 m.tool_calls.with_label_values(&[tool, f.outcome]).inc();
                 if f.outcome == "rejected" {
                     m.rejected_queries.with_label_values(&[f.reason]).inc();
@@ -274,7 +302,8 @@ impl RetailServer {
         Parameters(args): Parameters<TableSchemasArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
-        let result = schema::describe_tables(&self.state, &caller, &args.table_names).await.map(Value::String);
+        let result =
+            schema::describe_tables(&self.state, &caller, &args.table_names).await.map(Value::String);
         // The sample returns schema text, not the compact shape: keep that for drop-in prompts.
         Ok(match result {
             Ok(Value::String(text)) => {
@@ -350,7 +379,10 @@ impl RetailServer {
         name = "get_current_utc_date",
         description = "Get the current UTC date and time in ISO format. Useful for date time relative queries or understanding the current date for time-sensitive analysis."
     )]
-    async fn get_current_utc_date(&self, Extension(caller): Extension<Caller>) -> Result<CallToolResult, ErrorData> {
+    async fn get_current_utc_date(
+        &self,
+        Extension(caller): Extension<Caller>,
+    ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
         self.finish("get_current_utc_date", &caller, started, Ok(Value::Null));
@@ -393,7 +425,7 @@ impl ServerHandler for RetailServer {
         request: CallToolRequestParams,
         mut ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let caller = self.caller(&ctx)?;
+        let mut caller = self.caller(&ctx)?;
         let name = request.name.to_string();
         if !self.state.offers(&name) {
             return Err(ErrorData::invalid_params(
@@ -401,14 +433,37 @@ impl ServerHandler for RetailServer {
                 None,
             ));
         }
+        // Every call, allowed or denied, is audited; without room in the audit trail it does not run.
+        let ticket = match self.state.audit.ticket(&caller, &name, request.arguments.as_ref()).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.state.metrics.errors.with_label_values(&["audit_unavailable"]).inc();
+                return Err(ErrorData::internal_error(e.to_string(), None));
+            }
+        };
         if !caller.grants.allows(&name) {
             self.state.metrics.tool_calls.with_label_values(&[name.as_str(), "denied"]).inc();
             tracing::warn!(tool = %name, tenant = %caller.tenant, subject = %caller.subject, request_id = %caller.request_id, "tool call denied");
-            return Err(crate::auth::forbidden_tool(&name, &caller));
+            let err = crate::auth::forbidden_tool(&name, &caller);
+            ticket.complete("denied", None, Some(&err.message));
+            return Err(err);
         }
+        caller.audit = Some(ticket.clone());
         ctx.extensions.insert(caller);
         let tcc = ToolCallContext::new(self, request, ctx);
-        self.tool_router.call(tcc).await
+        let response = self.tool_router.call(tcc).await;
+        // A call refused before reaching the tool (e.g. arguments of the wrong type) is audited here.
+        if ticket.is_pending() {
+            match &response {
+                Err(e) => ticket.complete("rejected", None, Some(&e.message)),
+                Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => {
+                    let text = r.content.iter().find_map(|c| c.as_text().map(|t| t.text.clone()));
+                    ticket.complete("rejected", None, text.as_deref());
+                }
+                Ok(_) => ticket.complete("ok", None, None),
+            }
+        }
+        response
     }
 
     async fn list_resources(

@@ -21,7 +21,10 @@ pub const TABLES: &[(&str, &str)] = &[
     ("inventory", "stock level of each product in each store"),
     ("orders", "orders: customer, store and date"),
     ("order_items", "order lines: product, quantity, unit price, discount and total"),
-    ("product_description_embeddings", "384-dimension embeddings of product descriptions for semantic search"),
+    (
+        "product_description_embeddings",
+        "384-dimension embeddings of product descriptions for semantic search",
+    ),
 ];
 
 const URI_PREFIX: &str = "retail://schema/";
@@ -65,9 +68,16 @@ fn normalise(name: &str) -> Option<&'static str> {
     TABLES.iter().map(|(t, _)| *t).find(|t| *t == bare)
 }
 
-pub async fn describe_tables(state: &AppState, caller: &Caller, names: &[String]) -> Result<String, ToolFailure> {
+pub async fn describe_tables(
+    state: &AppState,
+    caller: &Caller,
+    names: &[String],
+) -> Result<String, ToolFailure> {
     if names.is_empty() {
-        return Err(ToolFailure::rejected("invalid_arguments", "table_names is required and cannot be empty"));
+        return Err(ToolFailure::rejected(
+            "invalid_arguments",
+            "table_names is required and cannot be empty",
+        ));
     }
     if names.len() > 20 {
         return Err(ToolFailure::rejected("invalid_arguments", "ask for at most 20 tables at a time"));
@@ -128,7 +138,9 @@ async fn describe(state: &AppState, caller: &Caller, table: &str) -> Result<Stri
     let values: Vec<(&str, &str)> = match table {
         "stores" => vec![("Stores Locations", "SELECT store_name FROM retail.stores ORDER BY store_name")],
         "categories" => vec![("Valid Categories", "SELECT category_name FROM retail.categories ORDER BY 1")],
-        "product_types" => vec![("Valid Product Types", "SELECT type_name FROM retail.product_types ORDER BY 1")],
+        "product_types" => {
+            vec![("Valid Product Types", "SELECT type_name FROM retail.product_types ORDER BY 1")]
+        }
         "orders" => vec![(
             "Available Years",
             "SELECT DISTINCT extract(year FROM order_date)::int::text FROM retail.orders ORDER BY 1",
@@ -179,7 +191,9 @@ async fn describe(state: &AppState, caller: &Caller, table: &str) -> Result<Stri
         let _ = writeln!(s, "- Join with `retail.{ftable}` using `{col}`");
     }
     if table == "products" {
-        s.push_str("- Use full_text_search_products or semantic_search_products to find products by description\n");
+        s.push_str(
+            "- Use full_text_search_products or semantic_search_products to find products by description\n",
+        );
     }
     Ok(s)
 }

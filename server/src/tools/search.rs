@@ -23,7 +23,10 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<String, ToolFailure
         return Err(ToolFailure::rejected("invalid_arguments", format!("{field} must not be empty")));
     }
     if t.chars().count() > max {
-        return Err(ToolFailure::rejected("invalid_arguments", format!("{field} is longer than {max} characters; shorten it")));
+        return Err(ToolFailure::rejected(
+            "invalid_arguments",
+            format!("{field} is longer than {max} characters; shorten it"),
+        ));
     }
     Ok(t.to_owned())
 }
@@ -46,14 +49,22 @@ async fn embed_query(state: &AppState, text: &str) -> Result<Vector, ToolFailure
         .embed(&[text.to_owned()])
         .await
         .map_err(|e| ToolFailure::error("embedding_failed", e.to_string()))?;
-    let v = vectors.pop().ok_or_else(|| ToolFailure::error("embedding_failed", "the embedder returned no vector"))?;
+    let v = vectors
+        .pop()
+        .ok_or_else(|| ToolFailure::error("embedding_failed", "the embedder returned no vector"))?;
     Ok(Vector::from(v))
 }
 
-async fn run(state: &AppState, caller: &Caller, tool: &str, q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>) -> Result<Vec<PgRow>, ToolFailure> {
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    tool: &str,
+    q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Vec<PgRow>, ToolFailure> {
     let mut tx = state.db.read_only(caller).await?;
     let started = Instant::now();
-    let rows = q.fetch_all(&mut *tx).await.map_err(|e| DbError::from_query(e, state.db.statement_timeout()))?;
+    let rows =
+        q.fetch_all(&mut *tx).await.map_err(|e| DbError::from_query(e, state.db.statement_timeout()))?;
     state.metrics.query_duration.with_label_values(&[tool]).observe(started.elapsed().as_secs_f64());
     Ok(rows)
 }
@@ -62,7 +73,11 @@ fn to_compact(rows: &[PgRow], cap: usize) -> Result<Compact, ToolFailure> {
     compact(rows, cap).map_err(|e| ToolFailure::error("unsupported_type", e.to_string()))
 }
 
-pub async fn semantic(state: &AppState, caller: &Caller, args: &SemanticSearchArgs) -> Result<Compact, ToolFailure> {
+pub async fn semantic(
+    state: &AppState,
+    caller: &Caller,
+    args: &SemanticSearchArgs,
+) -> Result<Compact, ToolFailure> {
     let text = check_text("query_description", &args.query_description, 1000)?;
     let limit = check_rows(args.max_rows)?;
     if !(20.0..=80.0).contains(&args.similarity_threshold) {
@@ -96,7 +111,11 @@ pub async fn semantic(state: &AppState, caller: &Caller, args: &SemanticSearchAr
     Ok(c)
 }
 
-pub async fn full_text(state: &AppState, caller: &Caller, args: &FullTextSearchArgs) -> Result<Compact, ToolFailure> {
+pub async fn full_text(
+    state: &AppState,
+    caller: &Caller,
+    args: &FullTextSearchArgs,
+) -> Result<Compact, ToolFailure> {
     let text = check_text("query", &args.query, 500)?;
     let limit = check_rows(args.max_rows)?;
     let q = sqlx::query(
@@ -116,12 +135,18 @@ pub async fn full_text(state: &AppState, caller: &Caller, args: &FullTextSearchA
     let rows = run(state, caller, "full_text_search_products", q).await?;
     let mut c = to_compact(&rows, rows.len())?;
     if c.rows.is_empty() {
-        c.msg = Some(format!("No products match {text:?}; try fewer or different words, or semantic_search_products"));
+        c.msg = Some(format!(
+            "No products match {text:?}; try fewer or different words, or semantic_search_products"
+        ));
     }
     Ok(c)
 }
 
-pub async fn hybrid(state: &AppState, caller: &Caller, args: &HybridSearchArgs) -> Result<Compact, ToolFailure> {
+pub async fn hybrid(
+    state: &AppState,
+    caller: &Caller,
+    args: &HybridSearchArgs,
+) -> Result<Compact, ToolFailure> {
     let text = check_text("query_description", &args.query_description, 1000)?;
     let limit = check_rows(args.max_rows)?;
     if !(0.0..=1.0).contains(&args.semantic_weight) {

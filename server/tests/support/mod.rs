@@ -3,11 +3,12 @@
 //! client talking to it over real HTTP.
 #![allow(dead_code)]
 
+pub mod issuer;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use mcp_fleet_core::tenant::{TenantName, generate_password, scram_verifier};
-use mcp_fleet_server::auth::Authenticator;
 use mcp_fleet_server::config::{self, ServeArgs};
 use mcp_fleet_server::http::{HttpOptions, router};
 use mcp_fleet_server::progress::Progress;
@@ -28,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub async fn embedded_db() -> TestDb {
     TestDb::from_template("seeded-embedded", |pool| async move {
         seed::run(&pool, &SeedConfig::small(), &Progress::quiet()).await.expect("seed");
-        let embedder = mcp_fleet_server::embed::from_config(&Default::default()).expect("local model (run `make model`)");
+        let embedder = mcp_fleet_server::embed::from_config(&Default::default())
+            .expect("local model (run `make model`)");
         mcp_fleet_server::embed::backfill(&pool, embedder.as_ref(), 64, false, &Progress::quiet())
             .await
             .expect("embed");
@@ -73,6 +75,12 @@ impl Drop for Server {
 /// Options for a test server beyond the defaults.
 #[derive(Default, Clone)]
 pub struct Opts {
+    /// The configuration file contents (auth, roles...); `--auth none` when absent.
+    pub file: Option<mcp_fleet_core::server_config::ServerConfigFile>,
+    /// JWKS cache timings (tests shorten the refresh interval).
+    pub jwks: Option<mcp_fleet_server::auth::jwks::JwksOptions>,
+    /// A smaller audit buffer, to exercise back-pressure.
+    pub audit_capacity: Option<usize>,
     pub row_cap: Option<u32>,
     pub statement_timeout: Option<String>,
     pub max_concurrent_requests: Option<u32>,
@@ -80,14 +88,19 @@ pub struct Opts {
     pub login_as: Option<(String, String)>,
 }
 
-/// Starts the real router for `tenant` (dedicated mode, `--auth none`) on 127.0.0.1.
+/// Starts the real router for `tenant` (dedicated mode; `--auth none` unless `opts.file` says
+/// otherwise) on 127.0.0.1. The public URL is the server's own address.
 pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
     mcp_fleet_server::install_crypto_provider();
     let (user, password) = opts.login_as.clone().unwrap_or((t.name.login_role(), t.password.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let file = opts.file.clone().unwrap_or_default();
     let args = ServeArgs {
         tenant: Some(t.name.to_string()),
         database_url: Some(db.url_as(&user, "").replace(":@", "@")),
-        auth: Some(mcp_fleet_core::server_config::AuthMode::None),
+        auth: file.auth.mode.or(Some(mcp_fleet_core::server_config::AuthMode::None)),
+        public_url: Some(format!("http://{addr}/mcp")),
         row_cap: opts.row_cap,
         statement_timeout: opts.statement_timeout.clone(),
         max_concurrent_requests: opts.max_concurrent_requests,
@@ -95,16 +108,27 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
     };
     let cfg = config::resolve(
         &args,
-        Default::default(),
+        file,
         |k| (k == "MCP_FLEET_DATABASE_PASSWORD").then(|| password.clone()),
         |p| std::fs::read_to_string(p),
     )
     .expect("valid test configuration");
-    let state = Arc::new(serve::state(&cfg).await.expect("server state"));
+    let mut state = serve::state(&cfg).await.expect("server state");
+    if let Some(cap) = opts.audit_capacity {
+        state.audit = mcp_fleet_server::audit::AuditLog::start(
+            state.db.pool().clone(),
+            state.db.mode(),
+            state.metrics.clone(),
+            cap,
+            std::time::Duration::from_millis(500),
+        );
+    }
+    let state = Arc::new(state);
+    let auth = serve::authenticator(&cfg, opts.jwks.clone().unwrap_or_default()).expect("authenticator");
     let cancel = CancellationToken::new();
     let app = router(
         state.clone(),
-        Arc::new(Authenticator::None { tenant: cfg.tenant.clone(), mode: cfg.database.mode }),
+        Arc::new(auth),
         HttpOptions {
             allowed_hosts: vec![],
             max_concurrent_requests: cfg.max_concurrent_requests as usize,
@@ -114,11 +138,10 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
         },
         cancel.child_token(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let stop = cancel.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        let _ =
+            axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
     });
     Server { url: format!("http://{addr}/mcp"), base: format!("http://{addr}"), state, cancel }
 }
@@ -144,18 +167,18 @@ pub async fn call(client: &Client, tool: &str, args: Value) -> (bool, String) {
     text_of(&result)
 }
 
-pub async fn call_raw(client: &Client, tool: &str, args: Value) -> Result<CallToolResult, rmcp::ServiceError> {
+pub async fn call_raw(
+    client: &Client,
+    tool: &str,
+    args: Value,
+) -> Result<CallToolResult, rmcp::ServiceError> {
     let Value::Object(map) = args else { panic!("arguments must be an object") };
     let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(map as Map<String, Value>);
     client.call_tool(params).await
 }
 
 pub fn text_of(result: &CallToolResult) -> (bool, String) {
-    let text = result
-        .content
-        .iter()
-        .find_map(|c| c.as_text().map(|t| t.text.clone()))
-        .unwrap_or_default();
+    let text = result.content.iter().find_map(|c| c.as_text().map(|t| t.text.clone())).unwrap_or_default();
     (result.is_error.unwrap_or(false), text)
 }
 

@@ -1,0 +1,269 @@
+//! Bearer JWT validation as an OAuth 2.1 resource server: signature by the issuer's JWKS,
+//! algorithm allow-list, `iss`, `aud`, `exp`/`nbf` with a small leeway, then claim mapping into a
+//! [`Caller`]. Every failure is reported to the client as one undifferentiated `invalid_token`;
+//! the reason goes to the log only. Calls the JWKS cache; otherwise pure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Validation};
+use mcp_fleet_core::TenantName;
+use mcp_fleet_core::server_config::AuthSection;
+use serde_json::Value;
+
+use super::jwks::{Jwks, JwksError, JwksOptions, JwksSource};
+use super::rbac::RoleMap;
+use crate::identity::{Caller, StoreScope};
+
+/// The validated OIDC settings and key cache of one server.
+pub struct Oidc {
+    pub issuer: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    tenant: Option<TenantName>,
+    tenant_claim: String,
+    tenant_values: Vec<String>,
+    subject_claim: String,
+    roles_claim: String,
+    store_scope_claim: Option<String>,
+    pub roles: RoleMap,
+    pub jwks: Jwks,
+}
+
+/// Why a token was refused: logged, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("algorithm {0:?} is not allowed")]
+    Algorithm(String),
+    #[error("no signing key {0:?}")]
+    UnknownKey(Option<String>),
+    #[error("token rejected: {0}")]
+    Invalid(String),
+    #[error("token is for tenant {0:?}, not this server's")]
+    OtherTenant(String),
+    #[error("token lacks claim {0:?}")]
+    MissingClaim(String),
+    #[error(transparent)]
+    Keys(#[from] JwksError),
+}
+
+const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::PS256];
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    let alg: Algorithm = s.parse().map_err(|_| format!("auth.algorithms: {s:?} is not a JWS algorithm"))?;
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Err(format!(
+            "auth.algorithms: {s} is a shared-secret algorithm; only public-key algorithms are allowed"
+        )),
+        a => Ok(a),
+    }
+}
+
+/// Whether an http:// URL is acceptable: only for a loopback host (local development and tests).
+pub fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host
+        .rsplit_once(':')
+        .map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+impl Oidc {
+    /// Builds from configuration, listing every problem.
+    pub fn from_config(
+        auth: &AuthSection,
+        tenant: Option<&TenantName>,
+        public_url: Option<&str>,
+        jwks_opts: JwksOptions,
+    ) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let issuer = auth.issuer.clone().unwrap_or_default();
+        if !(issuer.starts_with("https://") || is_loopback_http(&issuer)) {
+            problems
+                .push(format!("auth.issuer {issuer:?} must be an https:// URL (http:// only for localhost)"));
+        }
+        if let Some(u) = &auth.jwks_uri
+            && !(u.starts_with("https://") || is_loopback_http(u))
+        {
+            problems.push(format!("auth.jwksUri {u:?} must be an https:// URL (http:// only for localhost)"));
+        }
+        let audiences = if auth.audiences.is_empty() {
+            public_url.map(|u| vec![u.to_owned()]).unwrap_or_default()
+        } else {
+            auth.audiences.clone()
+        };
+        if audiences.is_empty() {
+            problems.push("auth.audiences is empty and publicUrl is not set: tokens must be bound to this server's resource URI".into());
+        }
+        if public_url.is_none() {
+            problems.push(
+                "publicUrl is required with oidc auth: it is the resource URI advertised to clients".into(),
+            );
+        }
+        let mut algorithms = Vec::new();
+        for a in &auth.algorithms {
+            match parse_algorithm(a) {
+                Ok(alg) => algorithms.push(alg),
+                Err(p) => problems.push(p),
+            }
+        }
+        if algorithms.is_empty() {
+            algorithms = DEFAULT_ALGORITHMS.to_vec();
+        }
+        let leeway = match auth.leeway.as_deref().map(humantime::parse_duration) {
+            None => Duration::from_secs(60),
+            Some(Ok(d)) if d <= Duration::from_secs(300) => d,
+            Some(_) => {
+                problems.push("auth.leeway must be a duration of at most 5m, e.g. 60s".into());
+                Duration::from_secs(60)
+            }
+        };
+        let roles = RoleMap::from_config(auth).map_err(|p| problems.extend(p)).ok();
+        let claims = &auth.claims;
+        let tenant_values = if claims.tenant_values.is_empty() {
+            tenant.map(|t| vec![t.to_string()]).unwrap_or_default()
+        } else {
+            claims.tenant_values.clone()
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let source = match &auth.jwks_uri {
+            Some(u) => JwksSource::Uri(u.clone()),
+            None => JwksSource::Discovery { issuer: issuer.clone() },
+        };
+        Ok(Self {
+            jwks: Jwks::new(source, jwks_opts),
+            issuer,
+            audiences,
+            algorithms,
+            leeway,
+            tenant: tenant.cloned(),
+            tenant_claim: claims.tenant.clone().unwrap_or_else(|| "tenant".into()),
+            tenant_values,
+            subject_claim: claims.subject.clone().unwrap_or_else(|| "sub".into()),
+            roles_claim: claims.roles.clone().unwrap_or_else(|| "roles".into()),
+            store_scope_claim: claims.store_scope.clone(),
+            roles: roles.unwrap_or_else(|| unreachable!("checked above")),
+        })
+    }
+
+    /// Validates `token` and maps its claims. `shared_tenant` is the tenant named by the token in
+    /// shared mode (dedicated servers know theirs).
+    pub async fn authenticate(&self, token: &str, request_id: String) -> Result<Caller, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let key =
+            self.jwks.key(header.kid.as_deref()).await?.ok_or(TokenError::UnknownKey(header.kid.clone()))?;
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&self.audiences);
+        v.leeway = self.leeway.as_secs();
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data =
+            jsonwebtoken::decode::<Value>(token, &key, &v).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+
+        let tenant_claim = claim_strings(&claims, &self.tenant_claim);
+        if tenant_claim.is_empty() {
+            return Err(TokenError::MissingClaim(self.tenant_claim.clone()));
+        }
+        let tenant = match &self.tenant {
+            Some(t) => {
+                if !tenant_claim.iter().any(|c| self.tenant_values.contains(c)) {
+                    return Err(TokenError::OtherTenant(tenant_claim.join(",")));
+                }
+                t.clone()
+            }
+            // Shared mode: the token names the tenant.
+            None => TenantName::new(tenant_claim[0].clone())
+                .map_err(|_| TokenError::OtherTenant(tenant_claim[0].clone()))?,
+        };
+        let subject = claim_strings(&claims, &self.subject_claim)
+            .into_iter()
+            .next()
+            .ok_or_else(|| TokenError::MissingClaim(self.subject_claim.clone()))?;
+        let role_names = claim_strings(&claims, &self.roles_claim);
+        let scope = match &self.store_scope_claim {
+            None => StoreScope::Tenant,
+            Some(c) => {
+                let values = claim_strings(&claims, c);
+                if values.is_empty() {
+                    StoreScope::Tenant
+                } else {
+                    // Anything unparsable narrows to nothing rather than being ignored.
+                    StoreScope::Stores(values.iter().map(|v| v.trim().parse::<i32>().unwrap_or(-1)).collect())
+                }
+            }
+        };
+        Ok(Caller {
+            tenant,
+            subject,
+            scope,
+            grants: Arc::new(self.roles.grants(&role_names)),
+            request_id,
+            audit: None,
+        })
+    }
+}
+
+/// A claim (dotted path into nested objects) as strings: a string (space-separated for `scp`),
+/// a number, or an array of those.
+pub fn claim_strings(claims: &Value, path: &str) -> Vec<String> {
+    let mut v = claims;
+    for part in path.split('.') {
+        match v.get(part) {
+            Some(next) => v = next,
+            None => return Vec::new(),
+        }
+    }
+    let one = |x: &Value| match x {
+        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        Value::Number(n) => vec![n.to_string()],
+        _ => Vec::new(),
+    };
+    match v {
+        Value::Array(items) => items.iter().flat_map(one).collect(),
+        other => one(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claims_are_found_by_path_and_shape() {
+        let c = json!({"roles": ["analyst", "readonly"], "scp": "read write", "realm_access": {"roles": ["admin"]}, "stores": [1, 2], "tid": "abc"});
+        assert_eq!(claim_strings(&c, "roles"), ["analyst", "readonly"]);
+        assert_eq!(claim_strings(&c, "scp"), ["read", "write"]);
+        assert_eq!(claim_strings(&c, "realm_access.roles"), ["admin"]);
+        assert_eq!(claim_strings(&c, "stores"), ["1", "2"]);
+        assert!(claim_strings(&c, "missing.path").is_empty());
+    }
+
+    #[test]
+    fn only_public_key_algorithms_and_https_issuers() {
+        assert!(parse_algorithm("HS256").is_err());
+        assert!(parse_algorithm("none").is_err());
+        assert_eq!(parse_algorithm("ES256"), Ok(Algorithm::ES256));
+        assert!(is_loopback_http("http://127.0.0.1:8080/x"));
+        assert!(is_loopback_http("http://localhost/x"));
+        assert!(!is_loopback_http("http://example.com/x"));
+        assert!(!is_loopback_http("http://127.0.0.1.evil.com/x"));
+        let auth = AuthSection { issuer: Some("http://idp.example.com".into()), ..Default::default() };
+        let problems =
+            Oidc::from_config(&auth, None, Some("https://mcp.example.com/mcp"), JwksOptions::default())
+                .err()
+                .unwrap();
+        assert!(problems.iter().any(|p| p.contains("must be an https:// URL")), "{problems:?}");
+    }
+}
