@@ -104,6 +104,9 @@ pub async fn describe_tables(
         };
         out.push_str("\n\n");
         out.push_str(&text);
+        if table == "customers" && !caller.grants.pii {
+            out.push_str("- `email` and `phone` are masked for your role (for example o***@example.com)\n");
+        }
     }
     Ok(out)
 }
