@@ -641,3 +641,61 @@ async fn snapshot_waits_for_the_final_backup_before_dropping_the_roles() {
     .await;
     assert!(w.roles_of(&tenant).await.is_empty());
 }
+
+/// A finished backup Job as the CronJob would leave it (no kubelet runs it here, so its status is
+/// written the way the Job controller would).
+async fn finished_backup_job(w: &World, tenant_object: &str, job: &str, completed: &str) {
+    let api = w.ns.api::<k8s_openapi::api::batch::v1::Job>();
+    let j: k8s_openapi::api::batch::v1::Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job, "labels": {
+            "app.kubernetes.io/instance": tenant_object,
+            "app.kubernetes.io/component": "backup",
+            "app.kubernetes.io/managed-by": "mcp-fleet-operator",
+        }},
+        "spec": {"suspend": true, "template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "backup", "image": "mcp-fleet-server:e2e"}]}}},
+    }))
+    .expect("a valid Job");
+    api.create(&PostParams::default(), &j).await.expect("create Job");
+    let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": completed, "lastTransitionTime": completed});
+    let status = json!({"status": {
+        "startTime": "2026-01-01T00:00:00Z", "completionTime": completed, "succeeded": 1,
+        "conditions": [cond("SuccessCriteriaMet"), cond("Complete")],
+    }});
+    api.patch_status(job, &PatchParams::default(), &Patch::Merge(status)).await.expect("complete the Job");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_backup_is_the_newest_successful_backup_job() {
+    let w = World::new("op-backup").await;
+    let _op = w.operator("op-a", "1m").await;
+    w.create(
+        "bk",
+        json!({
+            "tenant": tenant_name(), "stores": ["2"],
+            "database": {"adminSecretRef": {"name": ADMIN_SECRET}},
+            "backup": {"schedule": "30 2 * * *", "destination": "s3://backups/bk", "suspend": true},
+        }),
+    )
+    .await;
+    let t = w.wait_status("bk", "DatabaseReady", db_ready).await;
+    let scheduled = t.status.as_ref().and_then(|s| s.condition(condition::BACKUP_SCHEDULED)).cloned();
+    assert_eq!(scheduled.map(|c| (c.status, c.reason)), Some(("False".into(), "Suspended".into())));
+    assert_eq!(t.status.as_ref().and_then(|s| s.last_backup.clone()), None);
+    let cron = w.ns.api::<CronJob>().get("bk-backup").await.expect("CronJob");
+    assert_eq!(cron.spec.suspend, Some(true));
+
+    finished_backup_job(&w, "bk", "bk-backup-1", "2026-11-20T03:00:00Z").await;
+    finished_backup_job(&w, "bk", "bk-backup-2", "2026-11-21T03:00:00Z").await;
+    let t = w
+        .wait_status("bk", "lastBackup", |s| {
+            s.last_backup.as_ref().is_some_and(|t| t.0.to_string() == "2026-11-21T03:00:00Z")
+        })
+        .await;
+    assert!(t.status.is_some());
+    w.patch_spec("bk", json!({"backup": {"suspend": false}})).await;
+    w.wait_status("bk", "BackupScheduled", |s| s.is_true(condition::BACKUP_SCHEDULED)).await;
+    let cron = w.ns.api::<CronJob>().get("bk-backup").await.expect("CronJob");
+    assert_eq!(cron.spec.suspend, Some(false));
+}
