@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use mcp_fleet_server::embed::local::LocalEmbedder;
 use mcp_fleet_server::embed::{
-    BackfillError, DIMENSIONS, LOCAL_MODEL_NAME, backfill, default_model_dir, embed_one,
+    BackfillError, BackfillReport, DIMENSIONS, LOCAL_MODEL_NAME, backfill, default_model_dir, embed_one,
 };
 use mcp_fleet_server::progress::Progress;
 use mcp_fleet_server::seed::{self, SeedConfig};
@@ -29,17 +29,22 @@ async fn seeded() -> TestDb {
     .await
 }
 
-/// A seeded database whose catalog is already embedded (built once per test process).
+/// The report of the first backfill, on the freshly seeded catalog of the `embedded` template.
+static FIRST_RUN: OnceLock<BackfillReport> = OnceLock::new();
+
+/// A seeded database whose catalog was then embedded in batches of 64 (once per test process;
+/// every later call clones it).
 async fn embedded() -> TestDb {
     TestDb::from_template("seeded-small-embedded", |pool| async move {
         seed::run(&pool, &SeedConfig::small(), &Progress::quiet()).await.expect("seed");
-        backfill(&pool, model(), 64, false, &Progress::quiet()).await.expect("backfill");
+        let report = backfill(&pool, model(), 64, false, &Progress::quiet()).await.expect("backfill");
+        FIRST_RUN.set(report).expect("the template is built once");
     })
     .await
 }
 
 async fn count(pool: &PgPool, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn vectors(pool: &PgPool) -> HashMap<i32, Vec<f32>> {
@@ -47,17 +52,17 @@ async fn vectors(pool: &PgPool) -> HashMap<i32, Vec<f32>> {
         sqlx::query_as("SELECT product_id, description_embedding FROM retail.product_description_embeddings")
             .fetch_all(pool)
             .await
-            .unwrap();
+            .expect("query");
     rows.into_iter().map(|(id, v)| (id, v.to_vec())).collect()
 }
 
 #[tokio::test]
 async fn every_product_is_embedded_once_and_a_second_run_embeds_nothing() {
-    let db = seeded().await;
+    let db = embedded().await;
     let products = count(&db.admin, "SELECT count(*) FROM retail.products").await as u64;
     assert!(products > 100, "the sample catalog has {products} products");
 
-    let first = backfill(&db.admin, model(), 64, false, &Progress::quiet()).await.unwrap();
+    let first = FIRST_RUN.get().expect("the template's backfill ran");
     assert_eq!((first.products, first.embedded, first.skipped), (products, products, 0));
     assert_eq!(first.batches, products.div_ceil(64));
     assert_eq!(first.model, LOCAL_MODEL_NAME);
@@ -112,7 +117,7 @@ async fn make_stale(pool: &PgPool, n: i64) {
     .bind(n)
     .execute(pool)
     .await
-    .unwrap();
+    .expect("query");
 }
 
 #[tokio::test]
@@ -187,7 +192,7 @@ async fn bad_batch_sizes_and_unprivileged_roles_are_refused_with_the_fix() {
 
 /// Categories of the 5 nearest products to `query` (cosine distance, as semantic search does).
 async fn nearest_categories(pool: &PgPool, query: &str) -> Vec<String> {
-    let v = Vector::from(embed_one(model(), query).await.unwrap());
+    let v = Vector::from(embed_one(model(), query).await.expect("embed"));
     sqlx::query_scalar(
         "SELECT c.category_name
            FROM retail.product_description_embeddings e
@@ -199,7 +204,7 @@ async fn nearest_categories(pool: &PgPool, query: &str) -> Vec<String> {
     .bind(v)
     .fetch_all(pool)
     .await
-    .unwrap()
+    .expect("query")
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ struct ReferenceSentence {
 
 fn reference() -> Reference {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/embedding_reference.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(path).expect("reference file")).expect("reference JSON")
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -137,7 +137,7 @@ impl ScratchDir {
     fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("mcpfleet-embed-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("scratch dir");
         Self(dir)
     }
 

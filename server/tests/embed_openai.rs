@@ -57,8 +57,8 @@ struct Emulator {
 impl Emulator {
     /// Starts on a free loopback port; answers `replies` in turn, then `fallback` forever.
     async fn start(replies: Vec<Reply>, fallback: Reply) -> Emulator {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
         let script = Arc::new(Mutex::new(Script {
             replies: replies.into(),
             fallback: Some(fallback),
@@ -79,15 +79,15 @@ impl Emulator {
     }
 
     fn set_fallback(&self, reply: Reply) {
-        self.script.lock().unwrap().fallback = Some(reply);
+        self.script.lock().expect("script lock").fallback = Some(reply);
     }
 
     fn requests(&self) -> usize {
-        self.script.lock().unwrap().seen.len()
+        self.script.lock().expect("script lock").seen.len()
     }
 
     fn take_seen(&self) -> Vec<Seen> {
-        std::mem::take(&mut self.script.lock().unwrap().seen)
+        std::mem::take(&mut self.script.lock().expect("script lock").seen)
     }
 
     fn options(&self) -> OpenAiOptions {
@@ -102,9 +102,9 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
     let Some((target, headers, body)) = read_request(&mut stream).await else { return };
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let reply = {
-        let mut s = script.lock().unwrap();
+        let mut s = script.lock().expect("script lock");
         s.seen.push(Seen { target, headers, body: body.clone() });
-        s.replies.pop_front().or_else(|| s.fallback.clone()).unwrap()
+        s.replies.pop_front().or_else(|| s.fallback.clone()).expect("a fallback reply")
     };
     let texts: Vec<String> = body["input"]
         .as_array()
@@ -195,7 +195,7 @@ fn texts(lens: &[usize]) -> Vec<String> {
 }
 
 fn hot_index(v: &[f32]) -> usize {
-    v.iter().position(|&x| x > 0.5).unwrap()
+    v.iter().position(|&x| x > 0.5).expect("one component set")
 }
 
 #[tokio::test]
