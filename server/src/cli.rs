@@ -57,6 +57,14 @@ pub enum Command {
         #[arg(long, env = "MCP_FLEET_MODEL_DIR")]
         model_dir: Option<std::path::PathBuf>,
     },
+    /// Back up the tenant's data (`pg_dump` as its own role, row-level security filtering) through
+    /// zstd to object storage (az://, s3://, gs://, file://), with a manifest and retention;
+    /// `backup list` shows the backups in a folder.
+    #[command(visible_alias = "backups")]
+    Backup(Box<crate::backup::BackupCommand>),
+    /// Restore a backup into an empty database: verify its checksum, create the schema, load the
+    /// data in one transaction, and check row counts and fingerprints against the manifest.
+    Restore(Box<crate::backup::RestoreArgs>),
 }
 
 pub fn main() -> ExitCode {
@@ -120,6 +128,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Backup(cmd) => crate::backup::run::backup(*cmd).await,
+        Command::Restore(args) => crate::backup::run::restore(*args).await,
         Command::Seed { db, config, migrate } => {
             let pool = db.connect().await?;
             if migrate {
