@@ -4,6 +4,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export RUST_BACKTRACE ?= 0
 export MCP_FLEET_CACHE ?= $(HOME)/.cache/mcp-fleet
+# candle otherwise re-reads /proc/cpuinfo on every matrix product (server/src/embed/local.rs)
+export CANDLE_NUM_THREADS ?= $(shell nproc)
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 SERVER := $(TARGET_DIR)/debug/mcp-fleet-server
@@ -43,14 +45,11 @@ lint: ## rustfmt and clippy, warnings are errors
 fmt: ## format the code
 	cargo fmt --all
 
-demo: deps-pg ## local PostgreSQL, migrated and seeded with the sample data
-	@cargo build -q -p mcp-fleet-server
-	@eval "$$(scripts/pg-cluster.sh start)" && \
-	  $(SERVER) seed --migrate && \
-	  scripts/demo-summary.sh
+demo: ## the whole fleet on this machine: PostgreSQL, control plane, operator, two tenants, a tour
+	@scripts/demo.sh
 
-demo-down: ## stop what `make demo` started
-	@scripts/pg-cluster.sh stop
+demo-down: ## stop everything `make demo` started
+	@scripts/demo.sh down
 
 .PHONY: crds run-operator bench-operator
 # The unit test crd::tests::crds_folder_matches_what_crdgen_prints fails when crds/ is stale.
@@ -59,3 +58,4 @@ crds: ## regenerate crds/ from the operator's Rust types
 
 run-operator: ## run the operator against $$KUBECONFIG (set MCP_FLEET_OPERATOR_DATABASE_URL first)
 	cargo run -p mcp-fleet-operator --bin mcp-fleet-operator -- $(ARGS)
+
