@@ -25,25 +25,39 @@ fn make_demo_brings_up_the_fleet_and_the_tour_shows_isolation() {
     assert!(out.status.success(), "demo failed after {:?}:\n{text}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(900), "the demo took {:?}", started.elapsed());
 
-    let tour: Value = serde_json::from_str(&std::fs::read_to_string(run.join("demo/tour.json")).expect("tour.json")).unwrap();
+    let tour: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("demo/tour.json")).expect("tour.json"))
+            .unwrap();
     assert_eq!(tour["tools"].as_array().unwrap().len(), 6, "{tour}");
     assert_eq!(tour["tenants"]["seattle"]["stores"], serde_json::json!(["Zava Retail Seattle"]));
     let mut east: Vec<String> =
         serde_json::from_value(tour["tenants"]["eastside"]["stores"].clone()).unwrap();
     east.sort();
     assert_eq!(east, ["Zava Retail Bellevue", "Zava Retail Redmond"]);
-    let (a, b) = (tour["tenants"]["seattle"]["revenue_2025"].as_f64().unwrap(), tour["tenants"]["eastside"]["revenue_2025"].as_f64().unwrap());
+    let (a, b) = (
+        tour["tenants"]["seattle"]["revenue_2025"].as_f64().unwrap(),
+        tour["tenants"]["eastside"]["revenue_2025"].as_f64().unwrap(),
+    );
     assert!(a > 0.0 && b > 0.0 && a != b, "each tenant gets its own numbers: {a} vs {b}");
     assert_eq!(tour["cross_tenant_rows"], serde_json::json!(0), "eastside must not count Seattle's orders");
     assert_eq!(tour["mapping_refused"], serde_json::json!(true));
     assert_eq!(tour["stacked_refused"], serde_json::json!(true));
     let garden = tour["semantic"].as_array().unwrap();
-    assert!(garden.iter().any(|p| {
-        let p = p.as_str().unwrap_or_default();
-        p.contains("Hose") || p.contains("Planter") || p.contains("Garden")
-    }), "{garden:?}");
-    assert!(text.contains("kubectl get mcpt") && text.contains("seattle") && text.contains("eastside"), "{text}");
+    assert!(
+        garden.iter().any(|p| {
+            let p = p.as_str().unwrap_or_default();
+            p.contains("Hose") || p.contains("Planter") || p.contains("Garden")
+        }),
+        "{garden:?}"
+    );
+    assert!(
+        text.contains("kubectl get mcpt") && text.contains("seattle") && text.contains("eastside"),
+        "{text}"
+    );
     // Everything was stopped again: nothing listens on the issuer port any more.
-    assert!(std::net::TcpListener::bind(("127.0.0.1", issuer_port)).is_ok(), "the demo left its issuer running");
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", issuer_port)).is_ok(),
+        "the demo left its issuer running"
+    );
     let _ = std::fs::remove_dir_all(&run);
 }
