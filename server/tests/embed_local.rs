@@ -180,8 +180,9 @@ fn a_damaged_model_is_reported_as_invalid_not_missing() {
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
 
-/// Single-query latency (a short search query), p50 over 40 runs after warm-up. Run with
-/// `--nocapture` to see the numbers; the bound catches an unoptimised candle (about 20x slower).
+/// Single-query latency (a short search query) over 40 runs after warm-up. Run with
+/// `--nocapture` to see the numbers. The bound is on the fastest run, which other tests running
+/// at the same time barely move, and it still catches an unoptimised candle (about 20x slower).
 #[tokio::test]
 async fn single_query_latency() {
     let query = "cordless drill for screws".to_owned();
@@ -195,8 +196,11 @@ async fn single_query_latency() {
         times.push(started.elapsed());
     }
     times.sort();
-    let (p50, p90) = (times[times.len() / 2], times[times.len() * 9 / 10]);
+    let (min, p50, p90) = (times[0], times[times.len() / 2], times[times.len() * 9 / 10]);
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    eprintln!("single-query embedding latency ({profile}): p50 {p50:?}, p90 {p90:?}");
-    assert!(p50 < Duration::from_millis(200), "p50 {p50:?}: is candle built with opt-level 3?");
+    eprintln!("single-query embedding latency ({profile}): p50 {p50:?}, p90 {p90:?}, min {min:?}");
+    assert!(
+        min < Duration::from_millis(150),
+        "fastest of 40 took {min:?}: is candle built with opt-level 3?"
+    );
 }
