@@ -13,7 +13,7 @@ use support::issuer::{Issuer, Key};
 use support::{Opts, Server, Tenant, call, call_raw, client, embedded_db, json as parse, server, tenant};
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("test setup").as_secs() as i64
 }
 
 fn oidc_file(issuer: &Issuer) -> ServerConfigFile {
@@ -57,7 +57,7 @@ async fn post_list(srv: &Server, auth: Option<&str>) -> reqwest::Response {
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
-    req.send().await.unwrap()
+    req.send().await.expect("test setup")
 }
 
 #[tokio::test]
@@ -279,7 +279,7 @@ async fn wait_for_audit(
             sqlx::query_as("SELECT tool, outcome, subject, arguments FROM audit.tool_calls ORDER BY call_id")
                 .fetch_all(&db.admin)
                 .await
-                .unwrap();
+                .expect("test setup");
         if rows.len() as i64 >= at_least || std::time::Instant::now() > deadline {
             return rows;
         }

@@ -44,7 +44,7 @@ fn spawn_server(
             t.name, issuer.url
         ),
     )
-    .unwrap();
+    .expect("test setup");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-fleet-server"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -76,7 +76,7 @@ fn spawn_server(
 }
 
 fn token(key: &Key, issuer: &Issuer, url: &str, t: &Tenant) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("test setup").as_secs();
     key.sign(&json!({
         "iss": issuer.url, "aud": url, "sub": "python-e2e", "tenant": t.name.as_str(),
         "roles": ["analyst"], "iat": now, "exp": now + 900,
@@ -126,6 +126,6 @@ async fn the_python_sdk_drives_every_tool_and_cannot_cross_tenants() {
 
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(mcp_fleet_testkit::pg::unique_name("mcpfleet-e2e"));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("test setup");
     dir
 }

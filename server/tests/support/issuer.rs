@@ -69,14 +69,14 @@ impl Issuer {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind issuer");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        *state.issuer.lock().unwrap() = url.clone();
+        *state.issuer.lock().expect("issuer state") = url.clone();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, state }
     }
 
     /// Publishes a new key set (key rotation).
     pub fn publish(&self, keys: &[&Key]) {
-        *self.state.keys.lock().unwrap() = keys.iter().map(|k| k.jwk()).collect();
+        *self.state.keys.lock().expect("issuer state") = keys.iter().map(|k| k.jwk()).collect();
     }
 
     pub fn jwks_fetches(&self) -> u64 {
@@ -85,7 +85,7 @@ impl Issuer {
 }
 
 async fn discovery(State(s): State<Arc<IssuerState>>) -> Json<Value> {
-    let issuer = s.issuer.lock().unwrap().clone();
+    let issuer = s.issuer.lock().expect("issuer state").clone();
     Json(
         json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/jwks"), "id_token_signing_alg_values_supported": ["ES256"] }),
     )
@@ -93,5 +93,5 @@ async fn discovery(State(s): State<Arc<IssuerState>>) -> Json<Value> {
 
 async fn jwks(State(s): State<Arc<IssuerState>>) -> Json<Value> {
     s.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-    Json(json!({ "keys": s.keys.lock().unwrap().clone() }))
+    Json(json!({ "keys": s.keys.lock().expect("issuer state").clone() }))
 }
