@@ -15,7 +15,7 @@ SERVER := $(TARGET_DIR)/debug/mcp-fleet-server
 help: ## list the verbs
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-deps: deps-pg model k8s-binaries py-env ## install everything tests and demo need (idempotent)
+deps: deps-pg model k8s-binaries py-env object-stores ## install everything tests and demo need (idempotent)
 
 deps-pg: ## PostgreSQL 15 server + pgvector from Debian's source package
 	@scripts/pg-install.sh
@@ -34,6 +34,11 @@ cluster-down: ## stop what `make cluster-up` started
 
 py-env: ## a virtualenv with the official MCP Python SDK
 	@scripts/py-env.sh >/dev/null
+
+.PHONY: object-stores
+object-stores: ## Azurite and s3rver (npm, into the cache) for the backup tests
+	@scripts/azurite.sh install >/dev/null
+	@scripts/s3rver.sh install >/dev/null
 
 test: deps ## run every test (real PostgreSQL, real control plane, real MCP clients)
 	@scripts/test.sh
@@ -59,3 +64,6 @@ crds: ## regenerate crds/ from the operator's Rust types
 run-operator: ## run the operator against $$KUBECONFIG (set MCP_FLEET_OPERATOR_DATABASE_URL first)
 	cargo run -p mcp-fleet-operator --bin mcp-fleet-operator -- $(ARGS)
 
+.PHONY: bench
+bench: deps-pg model ## benchmark the server (release) against same-run baselines; writes BENCHMARKS.md
+	cargo bench --profile release -p mcp-fleet-server --bench fleet -- $(ARGS)
