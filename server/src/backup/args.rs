@@ -70,9 +70,10 @@ pub struct BackupArgs {
     /// Directory holding pg_dump and pg_restore [default: PATH, then /usr/lib/postgresql/<newest>/bin].
     #[arg(long, env = "MCP_FLEET_PG_BIN")]
     pub pg_bin_dir: Option<PathBuf>,
-    /// Upload part size in bytes (S3 needs at least 5 MiB).
+    /// Upload part size in bytes (S3 needs at least 5 MiB; tests use small parts to exercise
+    /// multipart uploads on small data).
     #[arg(long, env = "MCP_FLEET_BACKUP_PART_SIZE", default_value_t = 8 << 20, hide = true,
-          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 30))]
+          value_parser = clap::value_parser!(u64).range(64 << 10..=1 << 30))]
     pub upload_part_size: u64,
 }
 

@@ -102,8 +102,10 @@ async fn take(args: BackupArgs) -> anyhow::Result<()> {
         pg_bin_dir: args.pg_bin_dir.clone(),
     };
     let out = dump::run(&plan, &progress).await.map_err(|e| {
-        failed("backup", e)
-            .context("nothing was kept: no manifest was written and the partial upload was removed")
+        anyhow!(
+            "backup FAILED ({}): {e}; nothing was kept (no manifest written, any partial upload removed)",
+            e.label()
+        )
     })?;
     let m = &out.manifest;
     for id in &out.pruned {

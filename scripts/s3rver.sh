@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# s3rver, a small S3-compatible server (npm package `s3rver`), for the backup tests' `s3://` round
+# trip. Path-style requests on 127.0.0.1; it accepts any access key and does not check signatures.
+#
+#   scripts/s3rver.sh install              # npm install into $MCP_FLEET_CACHE/s3rver-<version> (idempotent);
+#                                          # prints the s3rver path on the last line of stdout
+#   scripts/s3rver.sh run [PORT] [BUCKET]  # foreground: a throwaway directory, a free (or the given) port,
+#                                          # BUCKET created (default `backups`); prints `AWS_ENDPOINT=...`
+#                                          # once it listens; on SIGTERM/SIGINT stops it and deletes the directory
+#
+# Point the server at it with AWS_ENDPOINT, AWS_ALLOW_HTTP=true, AWS_REGION=us-east-1 and any
+# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+set -euo pipefail
+
+VERSION="${S3RVER_VERSION:-3.7.1}"
+CACHE="${MCP_FLEET_CACHE:-$HOME/.cache/mcp-fleet}"
+PREFIX="$CACHE/s3rver-$VERSION"
+BIN="$PREFIX/node_modules/.bin/s3rver"
+log() { printf '[s3rver %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+install() {
+  if [ -x "$BIN" ] && [ -f "$PREFIX/.complete" ]; then
+    log "s3rver $VERSION present ($PREFIX)"
+    echo "$BIN"
+    return
+  fi
+  command -v npm >/dev/null || { log "npm is missing: install Node.js 20+ (Debian: apt-get install nodejs npm)"; exit 1; }
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.s3rver-install.lock"
+  flock 9
+  if [ -x "$BIN" ] && [ -f "$PREFIX/.complete" ]; then
+    echo "$BIN"
+    return
+  fi
+  rm -rf "$PREFIX"
+  mkdir -p "$PREFIX"
+  log "npm install s3rver@$VERSION into $PREFIX"
+  npm install --prefix "$PREFIX" --no-audit --no-fund --loglevel=error "s3rver@$VERSION" >&2
+  [ -x "$BIN" ] || { log "npm finished but $BIN is missing"; exit 1; }
+  touch "$PREFIX/.complete"
+  echo "$BIN"
+}
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+run() {
+  local bin port bucket dir child stop=""
+  bin="$(install | tail -n1)"
+  port="${1:-$(free_port)}"
+  bucket="${2:-backups}"
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/s3rver-XXXXXX")"
+  # Traps only set a flag and stop the child; the main flow cleans up (see control-plane.sh).
+  trap 'stop=1; [ -n "${child:-}" ] && kill -TERM "$child" 2>/dev/null || true' TERM INT
+  "$bin" --directory "$dir/data" --address 127.0.0.1 --port "$port" --silent \
+    --configure-bucket "$bucket" >"$dir.log" 2>&1 &
+  child=$!
+  local i
+  for i in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    if ! kill -0 "$child" 2>/dev/null || [ -n "$stop" ]; then
+      log "s3rver did not start:"; cat "$dir.log" >&2; rm -rf "$dir" "$dir.log"; exit 1
+    fi
+    sleep 0.1
+  done
+  echo "AWS_ENDPOINT=http://127.0.0.1:$port"
+  wait "$child" 2>/dev/null || true
+  while kill -0 "$child" 2>/dev/null; do wait "$child" 2>/dev/null || true; done
+  rm -rf "$dir" "$dir.log"
+}
+
+case "${1:-}" in
+  install) install ;;
+  run) shift; run "$@" ;;
+  *) echo "usage: $0 install | run [PORT] [BUCKET]" >&2; exit 2 ;;
+esac
