@@ -57,9 +57,11 @@ demo-down: ## stop everything `make demo` started
 	@scripts/demo.sh down
 
 .PHONY: crds run-operator bench-operator
-# The unit test crd::tests::crds_folder_matches_what_crdgen_prints fails when crds/ is stale.
-crds: ## regenerate crds/ from the operator's Rust types
+# The unit test crd::tests::crds_folder_matches_what_crdgen_prints fails when crds/ or the chart's
+# copy is stale.
+crds: ## regenerate crds/ and the Helm chart's copy from the operator's Rust types
 	cargo run -q -p mcp-fleet-operator --bin crdgen > crds/mcptenants.mcpfleet.io.yaml
+	cp crds/mcptenants.mcpfleet.io.yaml charts/mcp-fleet/files/crds/mcptenants.mcpfleet.io.yaml
 
 run-operator: ## run the operator against $$KUBECONFIG (set MCP_FLEET_OPERATOR_DATABASE_URL first)
 	cargo run -p mcp-fleet-operator --bin mcp-fleet-operator -- $(ARGS)

@@ -44,12 +44,15 @@ mod tests {
 
     #[test]
     fn crds_folder_matches_what_crdgen_prints() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/mcptenants.mcpfleet.io.yaml");
-        let stored = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            stored == crd_yaml(),
-            "crds/mcptenants.mcpfleet.io.yaml is stale: run `make crds` and commit the result"
-        );
+        // crds/ and the Helm chart's copy (which its templates install and upgrade).
+        for copy in ["crds", "charts/mcp-fleet/files/crds"] {
+            let path = format!("{}/../{copy}/mcptenants.mcpfleet.io.yaml", env!("CARGO_MANIFEST_DIR"));
+            let stored = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                stored == crd_yaml(),
+                "{copy}/mcptenants.mcpfleet.io.yaml is stale: run `make crds` and commit the result"
+            );
+        }
     }
 
     #[test]
