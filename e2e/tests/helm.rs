@@ -1,7 +1,9 @@
 //! The Helm chart `charts/mcp-fleet` with the pinned helm: lint and render for default and full
 //! values, values the schema refuses, the CRD it installs being the generated one, alerts and the
 //! dashboard reading metrics the fleet really exports; then install, upgrade with a changed CRD,
-//! uninstall and reinstall on the real test API server.
+//! uninstall and reinstall on the real test API server; and least privilege: the operator binary
+//! run out-of-cluster with a token of the chart's ServiceAccount passes its happy path against
+//! a real PostgreSQL, and fails where a user sees it when one verb is taken away.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,12 +12,22 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use mcp_fleet_e2e::{TestNamespace, WAIT, eventually, tools};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use mcp_fleet_e2e::{TestNamespace, WAIT, WorkspaceBin, eventually, tools};
+use mcp_fleet_operator::crd::{McpTenant, McpTenantStatus, condition};
+use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::kube::{k8s_bin_dir, repo_root};
+use mcp_fleet_testkit::pg::unique_name;
+use mcp_fleet_testkit::process::{Guarded, free_port};
 use serde_json::Value;
+use sqlx::Executor as _;
 
 const RELEASE: &str = "fleet";
 const CRD_NAME: &str = "mcptenants.mcpfleet.io";
@@ -520,4 +532,369 @@ async fn install_upgrade_with_a_changed_crd_uninstall_and_reinstall() {
 
     ns.kubectl(&["delete", "mcptenant", "seattle", "--wait", "--timeout=60s"]).await;
     ns.kubectl(&["delete", "crd", CRD_NAME, "--wait", "--timeout=60s"]).await;
+}
+
+/// The operator binary run out-of-cluster as the chart's ServiceAccount (a token from
+/// `kubectl create token`), the way its pods would run it.
+struct OperatorAsServiceAccount {
+    _guard: Guarded,
+    dir: PathBuf,
+}
+
+impl OperatorAsServiceAccount {
+    async fn start(ns: &TestNamespace, service_account: &str, lease: &str) -> Self {
+        let token = ns.kubectl(&["create", "token", service_account, "--duration=1h"]).await;
+        let view = |path: &'static str| async move {
+            ns.kubectl(&[
+                "config",
+                "view",
+                "--raw",
+                "-o",
+                &format!("jsonpath={{.clusters[0].cluster.{path}}}"),
+            ])
+            .await
+        };
+        let server = view("server").await;
+        let ca = view("certificate-authority-data").await;
+        let suffix: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!("mcpfleet-sa-{}-{suffix:x}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the operator's directory");
+        let kubeconfig = dir.join("kubeconfig");
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {"server": server.trim(), "certificate-authority-data": ca.trim()}}],
+            "users": [{"name": service_account, "user": {"token": token.trim()}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "test", "user": service_account}}],
+            "current-context": "sa",
+        });
+        // JSON is YAML: kubeconfig loaders read it as is.
+        std::fs::write(&kubeconfig, config.to_string()).expect("write the kubeconfig");
+        let bin =
+            tokio::task::spawn_blocking(|| WorkspaceBin::build("mcp-fleet-operator")).await.expect("build");
+        let env_kubeconfig = format!("KUBECONFIG={}", path_str(&kubeconfig));
+        let listen = format!("127.0.0.1:{}", free_port());
+        let argv = [
+            "env",
+            env_kubeconfig.as_str(),
+            path_str(bin.path()),
+            // All namespaces, like the chart's default (ClusterRole).
+            "--lease-namespace",
+            ns.name(),
+            "--lease-name",
+            lease,
+            "--lease-duration",
+            "4s",
+            "--identity",
+            "rbac-probe",
+            "--listen",
+            &listen,
+            "--resync-interval",
+            "30s",
+            "--backoff-base",
+            "300ms",
+            "--backoff-max",
+            "2s",
+            "--server-image",
+            "mcp-fleet-server:e2e",
+            "--log-format",
+            "text",
+        ];
+        let guard = Guarded::spawn(&argv, None, "TERM", None, &dir.join("log"))
+            .unwrap_or_else(|e| panic!("starting the operator: {e}"));
+        OperatorAsServiceAccount { _guard: guard, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for OperatorAsServiceAccount {
+    fn drop(&mut self) {
+        // The guard stops the process; its log goes with the directory.
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// A database with the sample stores and a role of the operator's group; its URL in Secret
+/// `pg-admin` of `ns`.
+async fn database_for(ns: &TestNamespace) -> TestDb {
+    let db = TestDb::from_template("e2e-helm-stores", |pool| async move {
+        for name in ["Zava Retail Seattle", "Zava Retail Bellevue"] {
+            sqlx::query("INSERT INTO retail.stores (store_name, is_online) VALUES ($1, false)")
+                .bind(name)
+                .execute(&pool)
+                .await
+                .expect("insert a store");
+        }
+    })
+    .await;
+    let role = unique_name("op");
+    let password = mcp_fleet_core::tenant::generate_password();
+    db.admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE mcpfleet_operator"
+        )))
+        .await
+        .expect("create the operator role");
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg-admin"},
+        "stringData": {"url": db.url_as(&role, &password)},
+    });
+    ns.kubectl_with_stdin(&["apply", "-f", "-"], Some(&secret.to_string())).await;
+    db
+}
+
+fn tenant_spec(tenant: &str) -> Value {
+    serde_json::json!({
+        "tenant": tenant,
+        "stores": ["Zava Retail Seattle"],
+        "deletionPolicy": "Delete",
+        "database": {"adminSecretRef": {"name": "pg-admin"}},
+        "auth": {"issuer": "https://issuer.example.com/realms/retail"},
+        "ingress": {"host": "shop.mcp.example.com", "tlsSecretName": "shop-tls"},
+        "backup": {"schedule": "0 3 * * *", "destination": "file:///backups/shop"},
+    })
+}
+
+async fn create_tenant(ns: &TestNamespace, name: &str, spec: Value) {
+    let t: McpTenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "mcpfleet.io/v1alpha1", "kind": "McpTenant", "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("a valid McpTenant");
+    ns.api::<McpTenant>().create(&PostParams::default(), &t).await.expect("create the McpTenant");
+}
+
+/// Waits until the McpTenant's status, for its current generation, satisfies `ok`.
+async fn wait_status(ns: &TestNamespace, name: &str, what: &str, ok: impl Fn(&McpTenantStatus) -> bool) {
+    let api = ns.api::<McpTenant>();
+    eventually(format!("{name}: {what}"), WAIT, || {
+        let (api, ok) = (api.clone(), &ok);
+        async move {
+            let t = api.get_opt(name).await.ok().flatten()?;
+            let seen = t.status.as_ref().and_then(|s| s.observed_generation) == t.metadata.generation;
+            (seen && t.status.as_ref().is_some_and(ok)).then_some(())
+        }
+    })
+    .await;
+}
+
+async fn delete_tenant(ns: &TestNamespace, name: &str) {
+    let api = ns.api::<McpTenant>();
+    api.delete(name, &DeleteParams::default()).await.expect("delete the McpTenant");
+    eventually(format!("McpTenant {name} to be gone (finalizer removed)"), WAIT, || async {
+        api.get_opt(name).await.expect("read the McpTenant").is_none().then_some(())
+    })
+    .await;
+}
+
+/// `rules` without `verb` on `resource`.
+fn without(rules: &[PolicyRule], resource: &str, verb: &str) -> Vec<PolicyRule> {
+    let mut rules = rules.to_vec();
+    let rule = rules
+        .iter_mut()
+        .find(|r| r.resources.iter().flatten().any(|x| x == resource) && r.verbs.iter().any(|v| v == verb))
+        .unwrap_or_else(|| panic!("the chart grants no {verb} on {resource}"));
+    let others: Vec<String> = rule.resources.iter().flatten().filter(|x| *x != resource).cloned().collect();
+    let mut reduced = rule.clone();
+    reduced.resources = Some(vec![resource.to_owned()]);
+    reduced.verbs.retain(|v| v != verb);
+    if others.is_empty() {
+        *rule = reduced;
+    } else {
+        rule.resources = Some(others);
+        rules.push(reduced);
+    }
+    // A rule needs at least one verb.
+    rules.retain(|r| !r.verbs.is_empty());
+    rules
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_works_with_the_charts_rbac_and_fails_without_one_verb() {
+    let _turn = CRD_LOCK.lock().await;
+    let ns = TestNamespace::new("helm-rbac").await;
+    let chart = chart();
+    ns.helm(&["install", RELEASE, path_str(&chart), "--timeout", "60s"]).await;
+    ns.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{CRD_NAME}")]).await;
+    discoverable(&ns, "mcpfleet.io", &["mcptenants"]).await;
+    let db = database_for(&ns).await;
+    let operator_name = format!("{RELEASE}-mcp-fleet-operator");
+    let op = OperatorAsServiceAccount::start(&ns, &operator_name, &operator_name).await;
+
+    // The happy path with the chart's RBAC and nothing else: roles in PostgreSQL, every child,
+    // status, Events, the Lease; then an update that deletes a child and creates another; then
+    // deletion through the finalizer.
+    let tenant = unique_name("t").replace('_', "-");
+    create_tenant(&ns, "shop", tenant_spec(&tenant)).await;
+    wait_status(&ns, "shop", "DatabaseReady and BackupScheduled", |s| {
+        s.is_true(condition::DATABASE_READY) && s.is_true(condition::BACKUP_SCHEDULED)
+    })
+    .await;
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1 ORDER BY 1")
+            .bind(format!("mcpt_{tenant}%"))
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(roles, [format!("mcpt_{tenant}"), format!("mcpt_{tenant}_login")]);
+    let names = ns
+        .kubectl(&[
+            "get",
+            "serviceaccount,secret,configmap,service,deployment,poddisruptionbudget,networkpolicy,ingress,cronjob",
+            "-l",
+            "app.kubernetes.io/instance=shop",
+            "-o",
+            "name",
+        ])
+        .await;
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "configmap/shop-config",
+            "cronjob.batch/shop-backup",
+            "deployment.apps/shop",
+            "ingress.networking.k8s.io/shop",
+            "networkpolicy.networking.k8s.io/shop",
+            "poddisruptionbudget.policy/shop",
+            "secret/shop-db-credentials",
+            "service/shop",
+            "serviceaccount/shop",
+        ]
+    );
+    let events = ns
+        .kubectl(&["get", "events.events.k8s.io", "--field-selector", "regarding.name=shop", "-o", "name"])
+        .await;
+    assert!(!events.trim().is_empty(), "no Events about the McpTenant");
+    let lease = ns.api::<Lease>().get(&operator_name).await.expect("the leader Lease");
+    assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some("rbac-probe"));
+
+    ns.api::<McpTenant>()
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"ingress": null, "autoscaling": {"minReplicas": 2, "maxReplicas": 3}}})),
+        )
+        .await
+        .expect("patch the McpTenant");
+    eventually("the Ingress to go and the HPA to come", WAIT, || async {
+        let ingress = ns.api::<Ingress>().get_opt("shop").await.expect("read the Ingress");
+        let hpa = ns.api::<HorizontalPodAutoscaler>().get_opt("shop").await.expect("read the HPA");
+        (ingress.is_none() && hpa.is_some()).then_some(())
+    })
+    .await;
+    delete_tenant(&ns, "shop").await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname LIKE $1")
+        .bind(format!("mcpt_{tenant}%"))
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "deletionPolicy Delete dropped the roles");
+    let log = op.log();
+    assert!(!log.contains("forbidden"), "the chart's RBAC refused something on the happy path:\n{log}");
+
+    // Each verb below is needed: without it the operator fails where a user sees it, and it
+    // recovers once the verb is back.
+    let roles_api: Api<ClusterRole> = Api::all(ns.client());
+    let granted = roles_api.get(&operator_name).await.expect("the chart's ClusterRole");
+    let rules = granted.rules.clone().expect("rules");
+    let cases = [
+        ("configmaps", "create", "the ConfigMap is never created"),
+        ("mcptenants/status", "patch", "status stays empty"),
+        ("secrets", "get", "the admin Secret cannot be read"),
+    ];
+    for (i, (resource, verb, symptom)) in cases.into_iter().enumerate() {
+        let mut reduced = granted.clone();
+        reduced.rules = Some(without(&rules, resource, verb));
+        reduced.metadata.resource_version = None;
+        roles_api
+            .replace(&operator_name, &PostParams::default(), &reduced)
+            .await
+            .expect("reduce the ClusterRole");
+        let name = format!("probe-{i}");
+        let seen = op.log().len();
+        create_tenant(&ns, &name, tenant_spec(&unique_name("t").replace('_', "-"))).await;
+        let needle = format!("cannot {verb} resource \\\"{resource}\\\"");
+        let plain = format!("cannot {verb} resource \"{resource}\"");
+        eventually(format!("the operator to be refused {verb} on {resource}"), WAIT, || async {
+            let log = op.log();
+            let new = &log[seen.min(log.len())..];
+            (new.contains(&needle) || new.contains(&plain)).then_some(())
+        })
+        .await;
+        let t = ns.api::<McpTenant>().get(&name).await.expect("the McpTenant");
+        let ready = t
+            .status
+            .as_ref()
+            .is_some_and(|s| s.is_true(condition::DATABASE_READY) && s.is_true(condition::READY));
+        assert!(!ready, "{symptom}: yet {name} is Ready");
+        match resource {
+            "configmaps" => assert!(
+                ns.api::<ConfigMap>().get_opt(&format!("{name}-config")).await.unwrap().is_none(),
+                "{symptom}"
+            ),
+            "mcptenants/status" => assert!(t.status.is_none(), "{symptom}: {:?}", t.status),
+            _ => {
+                assert!(!t.status.as_ref().is_some_and(|s| s.is_true(condition::DATABASE_READY)), "{symptom}")
+            }
+        }
+        let mut restored = granted.clone();
+        restored.metadata.resource_version = None;
+        roles_api
+            .replace(&operator_name, &PostParams::default(), &restored)
+            .await
+            .expect("restore the ClusterRole");
+        wait_status(&ns, &name, "DatabaseReady once the verb is back", |s| {
+            s.is_true(condition::DATABASE_READY)
+        })
+        .await;
+        delete_tenant(&ns, &name).await;
+    }
+
+    drop(op);
+    ns.helm(&["uninstall", RELEASE, "--wait", "--timeout", "60s"]).await;
+    ns.kubectl(&["delete", "crd", CRD_NAME, "--wait", "--timeout=60s"]).await;
+}
+
+#[tokio::test]
+async fn the_operator_accepts_every_setting_the_chart_passes() {
+    let rendered =
+        objects(&render(&["--values", path_str(&full_values()), "--set", "watchNamespace=retail"]).await);
+    let container = &find(&rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let bin = tokio::task::spawn_blocking(|| WorkspaceBin::build("mcp-fleet-operator")).await.unwrap();
+    let help =
+        tools::expect_success(bin.path(), &["--help"], tools::run(bin.path(), &["--help"], &[], None).await);
+
+    // What the pod would see: literal values, and stand-ins for values from the downward API
+    // and the admin Secret.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in container["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_owned();
+        let value = match (&e["value"], &e["valueFrom"]) {
+            (Value::String(v), _) => v.clone(),
+            (_, from) if from["fieldRef"]["fieldPath"] == "metadata.namespace" => "mcp-system".to_owned(),
+            (_, from) if from["fieldRef"]["fieldPath"] == "metadata.name" => "operator-0".to_owned(),
+            (_, from) if from["secretKeyRef"].is_object() => "postgres://op@127.0.0.1:1/zava".to_owned(),
+            other => panic!("{name}: unexpected env source {other:?}"),
+        };
+        if name.starts_with("MCP_FLEET_OPERATOR_") {
+            assert!(
+                help.contains(&format!("[env: {name}=")) || help.contains(&format!("[env: {name}]")),
+                "the chart sets {name}, which the operator does not read"
+            );
+        }
+        env.push((name, value));
+    }
+    assert!(env.iter().any(|(n, v)| n == "MCP_FLEET_OPERATOR_WATCH_NAMESPACE" && v == "retail"));
+    // Every value parses: the operator gets past its configuration and stops only because there
+    // is no API server to talk to.
+    env.push(("KUBECONFIG".to_owned(), "/nonexistent/kubeconfig".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let out = tools::run(bin.path(), &[], &env, None).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no Kubernetes API"), "the operator refused the chart's settings:\n{stderr}");
 }
