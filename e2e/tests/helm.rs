@@ -250,6 +250,13 @@ async fn the_chart_installs_exactly_the_generated_crd_and_keeps_it_on_uninstall(
     meta.remove("annotations");
     assert!(normalise(crd) == normalise(generated), "the chart's CRD differs from crds/: run `make crds`");
 
+    // GitOps tools that ignore Helm's resource policy get their own annotation; keep stays.
+    let json = r#"crds={"install":true,"annotations":{"argocd.argoproj.io/sync-options":"Delete=false,Prune=false","helm.sh/resource-policy":"delete"}}"#;
+    let argo = objects(&render(&["--set-json", json]).await);
+    let annotations = &find(&argo, "CustomResourceDefinition")["metadata"]["annotations"];
+    assert_eq!(annotations["argocd.argoproj.io/sync-options"], "Delete=false,Prune=false");
+    assert_eq!(annotations["helm.sh/resource-policy"], "keep");
+
     // Switched off, the chart leaves the CRD to whoever manages it.
     let without = objects(&render(&["--set", "crds.install=false"]).await);
     assert!(!kinds(&without).contains("CustomResourceDefinition"));
@@ -897,4 +904,41 @@ async fn the_operator_accepts_every_setting_the_chart_passes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("no Kubernetes API"), "the operator refused the chart's settings:\n{stderr}");
+}
+
+#[tokio::test]
+async fn the_examples_fit_the_chart_and_a_tenant_endpoint() {
+    // The Argo CD Application's values pass the chart's schema and keep the CRD under Argo CD.
+    let app = std::fs::read_to_string(repo_root().join("examples/argocd-application.yaml")).unwrap();
+    let app: Value = serde_saphyr::from_str(&app).unwrap();
+    let source = &app["spec"]["source"];
+    assert!(repo_root().join(source["path"].as_str().unwrap()).join("Chart.yaml").is_file());
+    let suffix: u64 = rand::random();
+    let values = std::env::temp_dir().join(format!("mcpfleet-argo-values-{suffix:x}.json"));
+    std::fs::write(&values, source["helm"]["valuesObject"].to_string()).unwrap();
+    let rendered = objects(&render(&["--values", path_str(&values)]).await);
+    std::fs::remove_file(&values).ok();
+    let crd = find(&rendered, "CustomResourceDefinition");
+    assert_eq!(crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"], "Delete=false,Prune=false");
+    assert!(kinds(&rendered).contains("PrometheusRule"));
+
+    // The client configurations are JSON and reach a tenant's MCP endpoint with a bearer token.
+    let vscode: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("examples/vscode-mcp.json")).unwrap())
+            .unwrap();
+    for (_, server) in vscode["servers"].as_object().unwrap() {
+        assert_eq!(server["type"], "http");
+        assert!(server["url"].as_str().unwrap().ends_with("/mcp"), "{server}");
+        assert!(server["headers"]["Authorization"].as_str().unwrap().starts_with("Bearer "));
+    }
+    let claude: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/claude-desktop-config.json")).unwrap(),
+    )
+    .unwrap();
+    for (_, server) in claude["mcpServers"].as_object().unwrap() {
+        let args: Vec<&str> =
+            server["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(args.iter().any(|a| a.starts_with("https://") && a.ends_with("/mcp")), "{args:?}");
+        assert!(server["env"]["AUTH_HEADER"].as_str().unwrap().starts_with("Bearer "));
+    }
 }
