@@ -53,7 +53,10 @@ import (
 )
 GO
 log "building controller-gen $CONTROLLER_TOOLS_VERSION (a few minutes the first time)"
-(cd "$SRC" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$SRC/tidy.log" || { cat "$SRC/tidy.log" >&2; exit 1; })
+if ! (cd "$SRC" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$SRC/tidy.log"); then
+  cat "$SRC/tidy.log" >&2
+  exit 1
+fi
 (cd "$SRC" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$SRC/controller-gen" sigs.k8s.io/controller-tools/cmd/controller-gen)
 log "generating monitoring.coreos.com/v1 CRDs $PROMETHEUS_OPERATOR_VERSION"
 tmp="$(mktemp -d)"
