@@ -69,3 +69,7 @@ run-operator: ## run the operator against $$KUBECONFIG (set MCP_FLEET_OPERATOR_D
 .PHONY: bench
 bench: deps-pg model ## benchmark the server (release) against same-run baselines; writes BENCHMARKS.md
 	cargo bench --profile release -p mcp-fleet-server --bench fleet -- $(ARGS)
+
+.PHONY: fuzz
+fuzz: ## fuzz the SQL validator and tool arguments (cargo-fuzz; SECONDS=60 per target)
+	@scripts/fuzz.sh $(or $(SECONDS),60) $(ARGS)

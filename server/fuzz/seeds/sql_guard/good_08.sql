@@ -1,0 +1,1 @@
+SELECT store_id, count(*) FROM retail.orders GROUP BY GROUPING SETS ((store_id), ())

@@ -1,0 +1,1 @@
+SELECT * FROM retail.orders FETCH FIRST 5 ROWS ONLY

@@ -1,0 +1,1 @@
+SELECT u.x FROM unnest(ARRAY[1, 2, 3]) WITH ORDINALITY AS u(x, n)

@@ -1,0 +1,1 @@
+SELECT * FROM retail.customers WHERE email = '' OR '' = ''

@@ -1,0 +1,1 @@
+SELECT * FROM retail.orders -- ; DROP TABLE retail.orders
