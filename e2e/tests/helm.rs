@@ -461,6 +461,21 @@ fn chart_with_a_changed_crd() -> PathBuf {
     dir
 }
 
+/// `helm args...` in `ns` whether it succeeds or not (`TestNamespace::helm` panics on failure).
+async fn helm_output_in(ns: &TestNamespace, args: &[&str]) -> Output {
+    let home = ns.plane().run_dir().join("helm");
+    let home = path_str(&home).to_owned();
+    let (cache, config, data) = (format!("{home}/cache"), format!("{home}/config"), format!("{home}/data"));
+    let env = [
+        ("KUBECONFIG", path_str(ns.kubeconfig())),
+        ("HELM_NAMESPACE", ns.name()),
+        ("HELM_CACHE_HOME", cache.as_str()),
+        ("HELM_CONFIG_HOME", config.as_str()),
+        ("HELM_DATA_HOME", data.as_str()),
+    ];
+    tools::run(&ns.plane().bin("helm"), args, &env, None).await
+}
+
 async fn short_names(ns: &TestNamespace) -> Vec<String> {
     let crds: Api<CustomResourceDefinition> = Api::all(ns.client());
     crds.get(CRD_NAME).await.expect("the CRD exists").spec.names.short_names.unwrap_or_default()
@@ -530,6 +545,19 @@ async fn install_upgrade_with_a_changed_crd_uninstall_and_reinstall() {
     let roles: Api<ClusterRole> = Api::all(ns.client());
     assert!(roles.get_opt(&operator).await.unwrap().is_none(), "the ClusterRole stayed");
     assert!(ns.kubectl(&["get", "mcpt", "seattle", "-o", "name"]).await.contains("seattle"));
+
+    // One release owns the CRD: a second release elsewhere is refused with a message naming it,
+    // and installs with crds.install=false.
+    let other = TestNamespace::new("helm-second").await;
+    let args = ["install", "second", path_str(&chart), "--timeout", "60s"];
+    let refused = helm_output_in(&other, &args).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a second release took over the CRD");
+    assert!(stderr.contains(CRD_NAME) && stderr.contains("ownership"), "{stderr}");
+    other
+        .helm(&["install", "second", path_str(&chart), "--set", "crds.install=false", "--timeout", "60s"])
+        .await;
+    other.helm(&["uninstall", "second", "--wait", "--timeout", "60s"]).await;
 
     // Installing the same release again adopts the kept CRD and brings it to the chart's version.
     let out = ns.helm(&["install", RELEASE, path_str(&chart), "--timeout", "60s"]).await;
