@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use mcp_fleet_e2e::{TestNamespace, WAIT, WorkspaceBin, eventually, tools};
 use mcp_fleet_operator::crd::{McpTenant, McpTenantStatus, condition};
 use mcp_fleet_testkit::TestDb;
@@ -488,12 +488,28 @@ async fn install_upgrade_with_a_changed_crd_uninstall_and_reinstall() {
     install_monitoring_crds(&ns).await;
     let (chart, full) = (chart(), full_values());
 
+    // The namespace enforces the `restricted` Pod Security Standard, as a hardened cluster does.
+    let labels =
+        ["pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/warn=restricted"];
+    for label in labels {
+        ns.kubectl(&["label", "namespace", ns.name(), label]).await;
+    }
+
     // Install with everything on: the API server accepts every object (the monitoring ones
     // against the real Prometheus Operator schemas) and the CRD is established.
-    let out = ns
-        .helm(&["install", RELEASE, path_str(&chart), "--values", path_str(&full), "--timeout", "60s"])
-        .await;
-    assert!(out.contains("STATUS: deployed"), "{out}");
+    let args = ["install", RELEASE, path_str(&chart), "--values", path_str(&full), "--timeout", "60s"];
+    let out = helm_output_in(&ns, &args).await;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("STATUS: deployed"), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("PodSecurity"), "the operator's pods break the restricted standard:\n{stderr}");
+    // The ReplicaSet controller creates both pods (nothing runs them here): admission let them in.
+    let pods: Api<Pod> = ns.api();
+    eventually("two operator pods admitted under the restricted standard", WAIT, || async {
+        let list =
+            pods.list(&ListParams::default().labels("app.kubernetes.io/component=operator")).await.ok()?;
+        (list.items.len() == 2).then_some(())
+    })
+    .await;
     ns.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{CRD_NAME}")]).await;
     discoverable(&ns, "mcpfleet.io", &["mcptenants"]).await;
     let manifest = ns.helm(&["get", "manifest", RELEASE]).await;
