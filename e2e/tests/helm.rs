@@ -250,7 +250,7 @@ async fn the_chart_installs_exactly_the_generated_crd_and_keeps_it_on_uninstall(
     meta.remove("annotations");
     assert!(normalise(crd) == normalise(generated), "the chart's CRD differs from crds/: run `make crds`");
 
-    // GitOps tools that ignore Helm's resource policy get their own annotation; keep stays.
+    // GitOps tools that do not read Helm's resource policy get their own annotation; keep stays.
     let json = r#"crds={"install":true,"annotations":{"argocd.argoproj.io/sync-options":"Delete=false,Prune=false","helm.sh/resource-policy":"delete"}}"#;
     let argo = objects(&render(&["--set-json", json]).await);
     let annotations = &find(&argo, "CustomResourceDefinition")["metadata"]["annotations"];
