@@ -593,7 +593,7 @@ struct OperatorAsServiceAccount {
 }
 
 impl OperatorAsServiceAccount {
-    async fn start(ns: &TestNamespace, service_account: &str, lease: &str) -> Self {
+    async fn start(ns: &TestNamespace, service_account: &str, lease: &str, extra: &[&str]) -> Self {
         let token = ns.kubectl(&["create", "token", service_account, "--duration=1h"]).await;
         let view = |path: &'static str| async move {
             ns.kubectl(&[
@@ -625,11 +625,10 @@ impl OperatorAsServiceAccount {
             tokio::task::spawn_blocking(|| WorkspaceBin::build("mcp-fleet-operator")).await.expect("build");
         let env_kubeconfig = format!("KUBECONFIG={}", path_str(&kubeconfig));
         let listen = format!("127.0.0.1:{}", free_port());
-        let argv = [
+        let mut argv = vec![
             "env",
             env_kubeconfig.as_str(),
             path_str(bin.path()),
-            // All namespaces, like the chart's default (ClusterRole).
             "--lease-namespace",
             ns.name(),
             "--lease-name",
@@ -651,6 +650,7 @@ impl OperatorAsServiceAccount {
             "--log-format",
             "text",
         ];
+        argv.extend_from_slice(extra);
         let guard = Guarded::spawn(&argv, None, "TERM", None, &dir.join("log"))
             .unwrap_or_else(|e| panic!("starting the operator: {e}"));
         OperatorAsServiceAccount { _guard: guard, dir }
@@ -772,7 +772,8 @@ async fn the_operator_works_with_the_charts_rbac_and_fails_without_one_verb() {
     discoverable(&ns, "mcpfleet.io", &["mcptenants"]).await;
     let db = database_for(&ns).await;
     let operator_name = format!("{RELEASE}-mcp-fleet-operator");
-    let op = OperatorAsServiceAccount::start(&ns, &operator_name, &operator_name).await;
+    // All namespaces, like the chart's default (a ClusterRole).
+    let op = OperatorAsServiceAccount::start(&ns, &operator_name, &operator_name, &[]).await;
 
     // The happy path with the chart's RBAC and nothing else: roles in PostgreSQL, every child,
     // status, Events, the Lease; then an update that deletes a child and creates another; then
@@ -906,6 +907,30 @@ async fn the_operator_works_with_the_charts_rbac_and_fails_without_one_verb() {
     }
 
     drop(op);
+
+    // watchNamespace: the ClusterRole becomes a Role in that namespace, and it is enough for an
+    // operator that watches only there.
+    let chart_args =
+        ["upgrade", RELEASE, path_str(&chart), "--set", &format!("watchNamespace={}", ns.name())];
+    ns.helm(&chart_args).await;
+    assert!(roles_api.get_opt(&operator_name).await.unwrap().is_none(), "the ClusterRole stayed");
+    let op = OperatorAsServiceAccount::start(
+        &ns,
+        &operator_name,
+        &operator_name,
+        &["--watch-namespace", ns.name()],
+    )
+    .await;
+    create_tenant(&ns, "scoped", tenant_spec(&unique_name("t").replace('_', "-"))).await;
+    wait_status(&ns, "scoped", "DatabaseReady with a namespaced Role", |s| {
+        s.is_true(condition::DATABASE_READY) && s.is_true(condition::BACKUP_SCHEDULED)
+    })
+    .await;
+    delete_tenant(&ns, "scoped").await;
+    let log = op.log();
+    assert!(!log.contains("forbidden"), "the namespaced Role refused something:\n{log}");
+    drop(op);
+
     ns.helm(&["uninstall", RELEASE, "--wait", "--timeout", "60s"]).await;
     ns.kubectl(&["delete", "crd", CRD_NAME, "--wait", "--timeout=60s"]).await;
 }
