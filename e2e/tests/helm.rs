@@ -226,6 +226,24 @@ async fn values_that_break_the_schema_fail_with_the_path_of_the_bad_value() {
             "--set {set}: expected {path:?} and {why:?} in:\n{stderr}"
         );
     }
+
+    // Combinations the schema cannot express fail in the templates, with a sentence.
+    let combinations = [
+        (
+            "serviceAccount.create=false",
+            "serviceAccount.name is required when serviceAccount.create is false",
+        ),
+        (
+            "serviceMonitor.enabled=true,metrics.service.enabled=false",
+            "serviceMonitor.enabled needs metrics.service.enabled",
+        ),
+    ];
+    for (set, message) in combinations {
+        let args = ["template", RELEASE, path_str(&chart), "--kube-version", &kube_version, "--set", set];
+        let out = helm_offline(&args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(message), "--set {set}: {stderr}");
+    }
 }
 
 /// Numbers as f64, so that `minimum: 0.0` (crdgen) and `minimum: 0` (helm's YAML) compare equal.
