@@ -66,6 +66,9 @@ crds: ## regenerate crds/ and the Helm chart's copy from the operator's Rust typ
 run-operator: ## run the operator against $$KUBECONFIG (set MCP_FLEET_OPERATOR_DATABASE_URL first)
 	cargo run -p mcp-fleet-operator --bin mcp-fleet-operator -- $(ARGS)
 
+bench-operator: deps-pg k8s-binaries ## 100 and 1,000 McpTenants on the local control plane: converge time, idle writes, RSS, API requests
+	cargo bench --profile release -p mcp-fleet-e2e --bench operator -- $(ARGS)
+
 .PHONY: bench
 bench: deps-pg model ## benchmark the server (release) against same-run baselines; writes BENCHMARKS.md
 	cargo bench --profile release -p mcp-fleet-server --bench fleet -- $(ARGS)
