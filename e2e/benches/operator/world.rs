@@ -82,7 +82,14 @@ pub async fn install_crd(ns: &TestNamespace) {
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/mcptenants.mcpfleet.io.yaml");
     ns.kubectl(&["apply", "--server-side", "--force-conflicts", "--field-manager=bench-crd", "-f", crd])
         .await;
-    ns.kubectl(&["wait", "--for=condition=Established", "crd/mcptenants.mcpfleet.io", "--timeout=60s"]).await;
+    // Right after the apply the CRD may have no conditions yet, and `kubectl wait` then fails
+    // at once ("accessor error: <nil>") instead of waiting: ask again, for at most 60 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let args = ["wait", "--for=condition=Established", "crd/mcptenants.mcpfleet.io", "--timeout=10s"];
+    while !ns.kubectl_output(&args, None).await.status.success() {
+        assert!(Instant::now() < deadline, "the McpTenant CRD is not Established after 60 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 pub async fn admin_secret(ns: &TestNamespace, url: &str) {
