@@ -2,7 +2,8 @@
 //! Writes are batched off the request path by one writer task, and nothing is lost:
 //!
 //! * Before a call runs, it reserves a slot in a bounded buffer. The slot is filled when the call
-//!   ends, so a record always fits.
+//!   ends, so a record always fits, and it is freed only once its record is in the database: a
+//!   batch the writer holds (or retries) still counts against the bound.
 //! * If the buffer stays full (the database is down and the writer is retrying), new calls wait a
 //!   short while and then **fail closed**: they are refused, not run unaudited.
 //! * The writer retries a failed batch until it succeeds; on shutdown it flushes what is left.
@@ -17,13 +18,14 @@ use chrono::{DateTime, Utc};
 use mcp_fleet_core::server_config::TenancyMode;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::identity::Caller;
 use crate::metrics::Metrics;
 
-/// Records buffered before calls start waiting.
+/// Records not yet written (queued, in the writer's batch or being retried) before calls start
+/// waiting.
 pub const BUFFER: usize = 1024;
 /// How long a call waits for buffer space before it is refused.
 pub const RESERVE_WAIT: Duration = Duration::from_secs(2);
@@ -53,9 +55,13 @@ pub struct AuditRecord {
 )]
 pub struct AuditUnavailable;
 
-/// The writer side: a bounded channel and the task draining it.
+/// A finished record and the buffer slot it holds until it is written.
+type Queued = (AuditRecord, OwnedSemaphorePermit);
+
+/// The writer side: the buffer's slots, the channel to the writer and the task draining it.
 pub struct AuditLog {
-    tx: Mutex<Option<mpsc::Sender<AuditRecord>>>,
+    slots: Arc<Semaphore>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     wait: Duration,
 }
@@ -69,9 +75,15 @@ impl AuditLog {
         capacity: usize,
         wait: Duration,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(capacity);
+        // The channel needs no bound of its own: nothing enters it without a slot.
+        let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_loop(pool, mode, metrics, rx));
-        Self { tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), wait }
+        Self {
+            slots: Arc::new(Semaphore::new(capacity)),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            wait,
+        }
     }
 
     /// Reserves room for the record of a call that is about to run.
@@ -82,7 +94,7 @@ impl AuditLog {
         arguments: Option<&Map<String, Value>>,
     ) -> Result<AuditTicket, AuditUnavailable> {
         let tx = self.tx.lock().ok().and_then(|g| g.clone()).ok_or(AuditUnavailable)?;
-        let permit = tokio::time::timeout(self.wait, tx.reserve_owned())
+        let slot = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| AuditUnavailable)?
             .map_err(|_| AuditUnavailable)?;
@@ -99,7 +111,7 @@ impl AuditLog {
             error: None,
             request_id: caller.request_id.clone(),
         };
-        Ok(AuditTicket(Arc::new(Mutex::new(Some((permit, record, Instant::now()))))))
+        Ok(AuditTicket(Arc::new(Mutex::new(Some(Pending { tx, slot, record, started: Instant::now() })))))
     }
 
     /// Stops accepting records and waits (bounded) for the writer to flush the rest.
@@ -116,8 +128,13 @@ impl AuditLog {
     }
 }
 
-/// The buffer slot, the record being filled and when the call started.
-type Pending = (mpsc::OwnedPermit<AuditRecord>, AuditRecord, Instant);
+/// The way to the writer, the buffer slot, the record being filled and when the call started.
+struct Pending {
+    tx: mpsc::UnboundedSender<Queued>,
+    slot: OwnedSemaphorePermit,
+    record: AuditRecord,
+    started: Instant,
+}
 
 /// A reserved, not yet written audit record. Completing it twice keeps the first outcome.
 #[derive(Clone)]
@@ -132,14 +149,16 @@ impl std::fmt::Debug for AuditTicket {
 impl AuditTicket {
     /// Fills in the outcome and hands the record to the writer.
     pub fn complete(&self, outcome: &'static str, rows: Option<i64>, error: Option<&str>) {
-        let Some((permit, mut record, started)) = self.0.lock().ok().and_then(|mut g| g.take()) else {
+        let Some(Pending { tx, slot, mut record, started }) = self.0.lock().ok().and_then(|mut g| g.take())
+        else {
             return;
         };
         record.outcome = outcome;
         record.rows = rows.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
         record.error = error.map(|e| truncate(e, 1000));
         record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        permit.send(record);
+        // Fails only when the writer has gone, after shutdown's deadline: nothing left to do.
+        let _ = tx.send((record, slot));
     }
 
     pub fn is_pending(&self) -> bool {
@@ -187,9 +206,10 @@ async fn write_loop(
     pool: PgPool,
     mode: TenancyMode,
     metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<AuditRecord>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
 ) {
-    let mut batch: Vec<AuditRecord> = Vec::with_capacity(BATCH);
+    // Each record keeps its buffer slot until the batch is written (or given up on).
+    let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
     loop {
         if batch.is_empty() {
             match rx.recv().await {
@@ -211,7 +231,7 @@ async fn write_loop(
         }
         let mut attempt = 0u32;
         loop {
-            match write_batch(&pool, mode, &batch).await {
+            match write_batch(&pool, mode, batch.iter().map(|(r, _)| r)).await {
                 Ok(()) => {
                     metrics.audit_records.with_label_values(&["written"]).inc_by(batch.len() as u64);
                     batch.clear();
@@ -245,7 +265,11 @@ async fn write_loop(
     }
 }
 
-async fn write_batch(pool: &PgPool, mode: TenancyMode, batch: &[AuditRecord]) -> Result<(), sqlx::Error> {
+async fn write_batch<'a>(
+    pool: &PgPool,
+    mode: TenancyMode,
+    batch: impl Iterator<Item = &'a AuditRecord>,
+) -> Result<(), sqlx::Error> {
     // In shared mode each tenant's rows are written under that tenant's role (the policy checks
     // it); a dedicated server's login role belongs to its one tenant.
     let mut groups: std::collections::BTreeMap<&str, Vec<&AuditRecord>> = Default::default();
