@@ -96,6 +96,30 @@ impl TestNamespace {
         tools::run(&self.plane.bin("kubectl"), &argv, &[("KUBECONFIG", kubeconfig)], stdin).await
     }
 
+    /// Waits (at most 60 s) until each CRD has the condition `Established`. `kubectl wait` alone
+    /// is not enough: it fails at once, instead of waiting, while a CRD that was just created has
+    /// no status conditions yet.
+    pub async fn wait_crds_established(&self, names: &[&str]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        for name in names {
+            let crd = format!("crd/{name}");
+            let jsonpath = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+            loop {
+                let out = self.kubectl_output(&["get", &crd, "-o", jsonpath], None).await;
+                if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{crd} not Established after 60 s: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+
     /// `helm args...` with this namespace and kubeconfig, and helm's own state kept in the
     /// control plane's run directory: its stdout, or a panic showing what it printed.
     pub async fn helm(&self, args: &[&str]) -> String {

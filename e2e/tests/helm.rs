@@ -422,13 +422,10 @@ fn monitoring_crds_dir() -> PathBuf {
 async fn install_monitoring_crds(ns: &TestNamespace) {
     let dir = tokio::task::spawn_blocking(monitoring_crds_dir).await.expect("generating the CRDs");
     ns.kubectl(&["apply", "--server-side", "--field-manager=e2e-helm", "-f", path_str(&dir)]).await;
-    ns.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "crd/podmonitors.monitoring.coreos.com",
-        "crd/prometheusrules.monitoring.coreos.com",
+    ns.wait_crds_established(&[
+        "servicemonitors.monitoring.coreos.com",
+        "podmonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
     ])
     .await;
     discoverable(ns, "monitoring.coreos.com", &["podmonitors", "prometheusrules", "servicemonitors"]).await;
@@ -528,7 +525,7 @@ async fn install_upgrade_with_a_changed_crd_uninstall_and_reinstall() {
         (list.items.len() == 2).then_some(())
     })
     .await;
-    ns.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{CRD_NAME}")]).await;
+    ns.wait_crds_established(&[CRD_NAME]).await;
     discoverable(&ns, "mcpfleet.io", &["mcptenants"]).await;
     let manifest = ns.helm(&["get", "manifest", RELEASE]).await;
     let released: BTreeSet<String> = objects(&manifest)
@@ -786,7 +783,7 @@ async fn the_operator_works_with_the_charts_rbac_and_fails_without_one_verb() {
     let ns = TestNamespace::new("helm-rbac").await;
     let chart = chart();
     ns.helm(&["install", RELEASE, path_str(&chart), "--timeout", "60s"]).await;
-    ns.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{CRD_NAME}")]).await;
+    ns.wait_crds_established(&[CRD_NAME]).await;
     discoverable(&ns, "mcpfleet.io", &["mcptenants"]).await;
     let db = database_for(&ns).await;
     let operator_name = format!("{RELEASE}-mcp-fleet-operator");

@@ -214,7 +214,7 @@ impl Operator {
 async fn install_crd(ns: &TestNamespace) {
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/mcptenants.mcpfleet.io.yaml");
     ns.kubectl(&["apply", "--server-side", "--force-conflicts", "--field-manager=e2e-crd", "-f", crd]).await;
-    ns.kubectl(&["wait", "--for=condition=Established", "crd/mcptenants.mcpfleet.io", "--timeout=60s"]).await;
+    ns.wait_crds_established(&["mcptenants.mcpfleet.io"]).await;
 }
 
 fn tenant_name() -> String {
@@ -569,7 +569,11 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     .await;
     assert!(lease.spec.is_some());
     let b = w.operator("replica-b", "1m").await;
-    assert_eq!(a.metric("mcpfleet_operator_leader").await, 1.0);
+    // The Lease is written before the gauge is set: wait for the gauge too.
+    eventually("replica-a's leader gauge", WAIT, || async {
+        (a.metric("mcpfleet_operator_leader").await == 1.0).then_some(())
+    })
+    .await;
     eventually("replica-b to serve metrics", WAIT, || async {
         tokio::net::TcpStream::connect(("127.0.0.1", b.port)).await.ok().map(|_| ())
     })
