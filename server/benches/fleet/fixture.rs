@@ -84,7 +84,8 @@ impl Fixture {
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(5))
+            // 32 clients share 10 connections; on a loaded machine a slow query holds one for seconds.
+            .acquire_timeout(Duration::from_secs(60))
             .connect_with(opts)
             .await
             .context("connecting as the tenant")?;

@@ -54,6 +54,8 @@ const TOOLS_WITHOUT_MODEL: [&str; 4] = [
 ];
 
 const CONCURRENCY: [usize; 2] = [1, 32];
+/// Where the server's part of BENCHMARKS.md ends: the operator benchmark's section follows.
+const OTHER_SECTIONS: &str = "\n## Operator";
 const EF_SEARCH: [u32; 5] = [20, 40, 64, 100, 200];
 
 struct Options {
@@ -301,7 +303,14 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     println!("\n{markdown}");
     if opts.write && !opts.quick {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-        std::fs::write(&path, &markdown).with_context(|| format!("writing {}", path.display()))?;
+        // Sections written by other benchmarks (`make bench-operator`) stay as they are.
+        let kept = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| old.find(OTHER_SECTIONS).map(|at| old[at..].to_owned()))
+            .unwrap_or_default();
+        let text =
+            if kept.is_empty() { markdown.clone() } else { format!("{}\n{kept}", markdown.trim_end()) };
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         log(&format!("wrote {}", path.canonicalize().unwrap_or(path).display()));
     }
     let _ = std::fs::remove_dir_all(&scratch);
