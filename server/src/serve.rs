@@ -60,7 +60,10 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
 
 async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
     let auth = authenticator(&cfg, crate::auth::jwks::JwksOptions::default())?;
+    // Two signals: `cancel` stops accepting and starts the drain; `sessions` stops the MCP
+    // service, and only after the drain, so calls in flight at SIGTERM still finish.
     let cancel = CancellationToken::new();
+    let sessions = CancellationToken::new();
     let expected_tenant = (cfg.database.mode == mcp_fleet_core::server_config::TenancyMode::Dedicated)
         .then(|| cfg.tenant.as_ref().map(ToString::to_string))
         .flatten();
@@ -74,7 +77,7 @@ async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
             max_body_bytes: cfg.max_body_bytes as usize,
             expected_tenant,
         },
-        cancel.child_token(),
+        sessions.clone(),
     );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -100,6 +103,7 @@ async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
             tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; stopping anyway")
         }
     }
+    sessions.cancel();
     app.audit.shutdown(Duration::from_secs(10)).await;
     app.db.pool().close().await;
     tracing::info!("stopped");

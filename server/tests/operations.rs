@@ -186,7 +186,21 @@ async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
     // About a second of work, so SIGTERM arrives while it runs.
     let slow = json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.order_items a, (SELECT 1 FROM generate_series(1, 150)) b" });
     let in_flight = tokio::spawn(async move { call(&c, "execute_sales_query", slow).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM only once PostgreSQL runs the query (a fixed sleep loses the race on a busy machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%generate_series(1, 150)%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&db.admin)
+        .await
+        .expect("read pg_stat_activity");
+        if running > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slow query never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let (err, text) = tokio::time::timeout(Duration::from_secs(30), in_flight).await.unwrap().unwrap();
