@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    AccessExpr, BinaryOperator, Expr, FunctionArguments, InTarget, LimitClause, ObjectName, Query, Select,
-    SelectFlavor, SetExpr, Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
+    AccessExpr, BinaryOperator, Expr, FunctionArguments, Ident, InTarget, LimitClause, ObjectName, Query,
+    Select, SelectFlavor, SetExpr, Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
 };
 
 use super::functions::{check_custom_operator, check_data_type, check_function_name, denied_function};
@@ -346,26 +346,30 @@ fn check_expr(expr: &Expr) -> Step {
         Expr::BinaryOp { op, .. } => check_binary_operator(op),
         Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => check_binary_operator(compare_op),
         // `x.f` can call a function `f(x)` in PostgreSQL ("attribute notation").
-        Expr::CompoundIdentifier(parts) => match parts.last() {
-            Some(last) => check_attribute_notation(&fold(last)),
-            None => ControlFlow::Continue(()),
-        },
+        Expr::CompoundIdentifier(parts) => {
+            parts.iter().try_for_each(check_placeholder_name)?;
+            match parts.last() {
+                Some(last) => check_attribute_notation(&fold(last)),
+                None => ControlFlow::Continue(()),
+            }
+        }
         Expr::CompoundFieldAccess { access_chain, .. } => {
             for access in access_chain {
                 if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    check_placeholder_name(field)?;
                     check_attribute_notation(&fold(field))?;
                 }
             }
             ControlFlow::Continue(())
         }
+        Expr::Identifier(ident) => check_placeholder_name(ident),
         Expr::In { target, .. } => match target {
             InTarget::List(_) | InTarget::Subquery(_) => ControlFlow::Continue(()),
             InTarget::Unnest(_) | InTarget::Table { .. } => {
                 unsupported("this IN form", "write IN (value, ...) or IN (SELECT ...)")
             }
         },
-        Expr::Identifier(_)
-        | Expr::IsFalse(_)
+        Expr::IsFalse(_)
         | Expr::IsNotFalse(_)
         | Expr::IsTrue(_)
         | Expr::IsNotTrue(_)
@@ -422,6 +426,14 @@ fn check_binary_operator(op: &BinaryOperator) -> Step {
         }),
         _ => ControlFlow::Continue(()),
     }
+}
+
+/// sqlparser reads `c.$name` as a column named `$name`; PostgreSQL reads a parameter there.
+fn check_placeholder_name(ident: &Ident) -> Step {
+    if ident.quote_style.is_none() && ident.value.starts_with('$') {
+        return refuse(SqlRejection::Placeholder { placeholder: clip(&ident.value, 20) });
+    }
+    ControlFlow::Continue(())
 }
 
 fn check_attribute_notation(field: &str) -> Step {
