@@ -180,7 +180,8 @@ impl Report {
 
     /// The smallest `ef_search` whose recall reaches the target, if any.
     fn knn_choice(&self) -> Option<&crate::vectors::EfResult> {
-        self.knn.as_ref()?.by_ef.iter().find(|e| e.recall >= MIN_RECALL)
+        // The fastest setting that reaches the recall, not merely the first one.
+        self.knn.as_ref()?.by_ef.iter().filter(|e| e.recall >= MIN_RECALL).min_by_key(|e| e.stats.p50)
     }
 
     pub fn markdown(&self) -> String {
