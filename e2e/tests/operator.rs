@@ -25,16 +25,6 @@ use mcp_fleet_testkit::process::free_port;
 use serde_json::json;
 use sqlx::Executor as _;
 
-const STORES: &[&str] = &[
-    "Zava Retail Seattle",
-    "Zava Retail Bellevue",
-    "Zava Retail Tacoma",
-    "Zava Retail Spokane",
-    "Zava Retail Everett",
-    "Zava Retail Redmond",
-    "Zava Retail Kirkland",
-    "Zava Retail Online",
-];
 const ADMIN_SECRET: &str = "pg-admin";
 
 /// One test's world: a namespace with the CRD installed, a database with the sample stores, an
@@ -50,14 +40,7 @@ impl World {
         let ns = TestNamespace::new(prefix).await;
         install_crd(&ns).await;
         let db = TestDb::from_template("e2e-operator-stores", |pool| async move {
-            for name in STORES {
-                sqlx::query("INSERT INTO retail.stores (store_name, is_online) VALUES ($1, $2)")
-                    .bind(name)
-                    .bind(name.ends_with("Online"))
-                    .execute(&pool)
-                    .await
-                    .expect("insert store");
-            }
+            mcp_fleet_testkit::pg::insert_sample_stores(&pool).await;
         })
         .await;
         let op = unique_name("op");

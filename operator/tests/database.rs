@@ -8,30 +8,13 @@ use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use sqlx::{Executor, PgConnection};
 
-const STORES: &[&str] = &[
-    "Zava Retail Seattle",
-    "Zava Retail Bellevue",
-    "Zava Retail Tacoma",
-    "Zava Retail Spokane",
-    "Zava Retail Everett",
-    "Zava Retail Redmond",
-    "Zava Retail Kirkland",
-    "Zava Retail Online",
-];
 const LIMITS: RoleLimits = RoleLimits { connection_limit: 5, statement_timeout_ms: 3000 };
 
 /// A migrated database with the sample stores (ids 1..8), and an operator login in
 /// `mcpfleet_operator`: returns the database and the operator's admin URL.
 async fn database() -> (TestDb, String) {
     let db = TestDb::from_template("operator-stores", |pool| async move {
-        for name in STORES {
-            sqlx::query("INSERT INTO retail.stores (store_name, is_online) VALUES ($1, $2)")
-                .bind(name)
-                .bind(name.ends_with("Online"))
-                .execute(&pool)
-                .await
-                .expect("insert store");
-        }
+        mcp_fleet_testkit::pg::insert_sample_stores(&pool).await;
     })
     .await;
     let op = unique_name("op");

@@ -293,3 +293,28 @@ async fn exec_admin(cluster: &PgCluster, sql: &str) {
     conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     let _ = conn.close().await;
 }
+
+/// The seed's eight stores, in store-id order (ids 1..8 in a database that has no other stores).
+pub const SAMPLE_STORES: &[&str] = &[
+    "Zava Retail Seattle",
+    "Zava Retail Bellevue",
+    "Zava Retail Tacoma",
+    "Zava Retail Spokane",
+    "Zava Retail Everett",
+    "Zava Retail Redmond",
+    "Zava Retail Kirkland",
+    "Zava Retail Online",
+];
+
+/// Inserts [`SAMPLE_STORES`] (as a superuser: the table has forced row-level security), for tests
+/// that need the stores but not the rest of the seed.
+pub async fn insert_sample_stores(pool: &sqlx::PgPool) {
+    for name in SAMPLE_STORES {
+        sqlx::query("INSERT INTO retail.stores (store_name, is_online) VALUES ($1, $2)")
+            .bind(name)
+            .bind(name.ends_with("Online"))
+            .execute(pool)
+            .await
+            .expect("insert a sample store");
+    }
+}

@@ -23,17 +23,6 @@ use sqlx::Executor as _;
 
 use crate::probe;
 
-/// The sample stores of the seed (as in the operator's e2e tests).
-pub const SAMPLE_STORES: &[&str] = &[
-    "Zava Retail Seattle",
-    "Zava Retail Bellevue",
-    "Zava Retail Tacoma",
-    "Zava Retail Spokane",
-    "Zava Retail Everett",
-    "Zava Retail Redmond",
-    "Zava Retail Kirkland",
-    "Zava Retail Online",
-];
 pub const ADMIN_SECRET: &str = "pg-admin";
 const OPERATOR_SA: &str = "mcp-fleet-operator";
 
@@ -46,14 +35,7 @@ pub fn bench_store(i: usize) -> String {
 /// superuser: a store belongs to at most one tenant, and the seed has only 8.
 pub async fn database(stores: usize) -> TestDb {
     TestDb::from_template(&format!("bench-operator-{stores}-stores"), |pool| async move {
-        for name in SAMPLE_STORES {
-            sqlx::query("INSERT INTO retail.stores (store_name, is_online) VALUES ($1, $2)")
-                .bind(name)
-                .bind(name.ends_with("Online"))
-                .execute(&pool)
-                .await
-                .expect("insert a sample store");
-        }
+        mcp_fleet_testkit::pg::insert_sample_stores(&pool).await;
         let names: Vec<String> = (1..=stores).map(bench_store).collect();
         sqlx::query("INSERT INTO retail.stores (store_name) SELECT unnest($1::text[])")
             .bind(&names)
