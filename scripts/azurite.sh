@@ -13,35 +13,14 @@
 # The emulator's account is the well-known `devstoreaccount1` with its published key; point the
 # server at it with AZURE_STORAGE_USE_EMULATOR=true and AZURITE_BLOB_STORAGE_URL.
 set -euo pipefail
+# shellcheck source=lib/npm-tool.sh
+source "$(dirname "$0")/lib/npm-tool.sh"
 
 VERSION="${AZURITE_VERSION:-3.37.0}"
-CACHE="${MCP_FLEET_CACHE:-$HOME/.cache/mcp-fleet}"
-PREFIX="$CACHE/azurite-$VERSION"
-BIN="$PREFIX/node_modules/.bin/azurite-blob"
 log() { printf '[azurite %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 install() {
-  if [ -x "$BIN" ] && [ -f "$PREFIX/.complete" ]; then
-    log "azurite $VERSION present ($PREFIX)"
-    echo "$BIN"
-    return
-  fi
-  command -v npm >/dev/null || { log "npm is missing: install Node.js 20+ (Debian: apt-get install nodejs npm)"; exit 1; }
-  # One installer at a time (parallel `make` or test processes).
-  mkdir -p "$CACHE"
-  exec 9>"$CACHE/.azurite-install.lock"
-  flock 9
-  if [ -x "$BIN" ] && [ -f "$PREFIX/.complete" ]; then
-    echo "$BIN"
-    return
-  fi
-  rm -rf "$PREFIX"
-  mkdir -p "$PREFIX"
-  log "npm install azurite@$VERSION into $PREFIX"
-  npm install --prefix "$PREFIX" --no-audit --no-fund --loglevel=error "azurite@$VERSION" >&2
-  [ -x "$BIN" ] || { log "npm finished but $BIN is missing"; exit 1; }
-  touch "$PREFIX/.complete"
-  echo "$BIN"
+  npm_tool_install azurite "$VERSION" azurite-blob
 }
 
 # Creates a blob container with a Shared Key request (Node's crypto; no Azure CLI needed).

@@ -11,34 +11,14 @@
 # Point the server at it with AWS_ENDPOINT, AWS_ALLOW_HTTP=true, AWS_REGION=us-east-1 and any
 # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 set -euo pipefail
+# shellcheck source=lib/npm-tool.sh
+source "$(dirname "$0")/lib/npm-tool.sh"
 
 VERSION="${S3RVER_VERSION:-3.7.1}"
-CACHE="${MCP_FLEET_CACHE:-$HOME/.cache/mcp-fleet}"
-PREFIX="$CACHE/s3rver-$VERSION"
-BIN="$PREFIX/node_modules/.bin/s3rver"
 log() { printf '[s3rver %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 install() {
-  if [ -x "$BIN" ] && [ -f "$PREFIX/.complete" ]; then
-    log "s3rver $VERSION present ($PREFIX)"
-    echo "$BIN"
-    return
-  fi
-  command -v npm >/dev/null || { log "npm is missing: install Node.js 20+ (Debian: apt-get install nodejs npm)"; exit 1; }
-  mkdir -p "$CACHE"
-  exec 9>"$CACHE/.s3rver-install.lock"
-  flock 9
-  if [ -x "$BIN" ] && [ -f "$PREFIX/.complete" ]; then
-    echo "$BIN"
-    return
-  fi
-  rm -rf "$PREFIX"
-  mkdir -p "$PREFIX"
-  log "npm install s3rver@$VERSION into $PREFIX"
-  npm install --prefix "$PREFIX" --no-audit --no-fund --loglevel=error "s3rver@$VERSION" >&2
-  [ -x "$BIN" ] || { log "npm finished but $BIN is missing"; exit 1; }
-  touch "$PREFIX/.complete"
-  echo "$BIN"
+  npm_tool_install s3rver "$VERSION" s3rver
 }
 
 free_port() {
