@@ -3,18 +3,20 @@
 //! Every store runs on 127.0.0.1 under the testkit watchdog; credentials reach the binary only
 //! through its environment.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use mcp_fleet_core::tenant::{TenantName, generate_password, scram_verifier};
 use mcp_fleet_server::progress::Progress;
 use mcp_fleet_server::seed::{self, SeedConfig};
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::{pg_bin_dir, unique_name};
 use mcp_fleet_testkit::process::{Guarded, free_port};
 use sqlx::{Connection, PgConnection};
+use support::{Tenant, tenant};
 
 const RETAIL_TABLES: &[&str] = &[
     "categories",
@@ -27,12 +29,6 @@ const RETAIL_TABLES: &[&str] = &[
     "products",
     "stores",
 ];
-
-struct Tenant {
-    name: TenantName,
-    stores: Vec<i32>,
-    password: String,
-}
 
 async fn seeded() -> TestDb {
     let db = TestDb::from_template("seeded-small", |pool| async move {
@@ -48,20 +44,6 @@ async fn seeded() -> TestDb {
 /// one-line grant the backup needs from the schema (a migration); idempotent once it is there.
 async fn dump_privileges(db: &TestDb) {
     sqlx::query("GRANT SELECT ON retail.customers TO mcpfleet_pii").execute(&db.admin).await.expect("grant");
-}
-
-async fn tenant(db: &TestDb, stores: &[i32]) -> Tenant {
-    let name = TenantName::new(unique_name("t").replace('_', "-")).expect("valid generated name");
-    let password = generate_password();
-    let refs: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
-    sqlx::query("SELECT * FROM tenancy.apply_tenant($1, $2, $3)")
-        .bind(name.as_str())
-        .bind(&refs)
-        .bind(scram_verifier(&password))
-        .execute(&db.admin)
-        .await
-        .expect("apply_tenant");
-    Tenant { name, stores: stores.to_vec(), password }
 }
 
 /// The URL of `user` on `db` without a password (passwords go through the environment).
