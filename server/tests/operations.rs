@@ -14,6 +14,26 @@ fn db_url_without_password(db: &mcp_fleet_testkit::TestDb, user: &str) -> String
     db.url_as(user, "").replace(":@", "@")
 }
 
+/// Waits until PostgreSQL is running a query containing `marker` (fixed sleeps lose races on a
+/// busy machine).
+async fn wait_until_running(db: &mcp_fleet_testkit::TestDb, marker: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()",
+        )
+        .bind(marker)
+        .fetch_one(&db.admin)
+        .await
+        .expect("read pg_stat_activity");
+        if running > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the query with {marker:?} never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_stdio_transport_serves_the_configured_tenant() {
     let db = embedded_db().await;
@@ -121,14 +141,15 @@ async fn overload_is_shed_with_503_instead_of_queueing() {
     )
     .await;
     let c = client(&srv.url, &[]).await;
-    let slow =
-        json!({ "postgresql_query": "SELECT count(*) FROM retail.order_items a, retail.order_items b" });
+    // Far more work than the 3 s statement timeout allows, so the slot stays held until it fires.
+    let slow = json!({ "postgresql_query": "SELECT count(*) FROM retail.order_items a, retail.order_items b, (SELECT 1 FROM generate_series(1, 1000)) g" });
     let busy = tokio::spawn(async move {
         let r = call(&c, "execute_sales_query", slow).await;
         drop(c);
         r
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Probe only once PostgreSQL runs the slow query: until then the slot may still be free.
+    wait_until_running(&db, "generate_series(1, 1000)").await;
     let resp = reqwest::Client::new()
         .post(&srv.url)
         .header("content-type", "application/json")
@@ -187,20 +208,7 @@ async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
     let slow = json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.order_items a, (SELECT 1 FROM generate_series(1, 150)) b" });
     let in_flight = tokio::spawn(async move { call(&c, "execute_sales_query", slow).await });
     // SIGTERM only once PostgreSQL runs the query (a fixed sleep loses the race on a busy machine).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%generate_series(1, 150)%' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&db.admin)
-        .await
-        .expect("read pg_stat_activity");
-        if running > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the slow query never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_running(&db, "generate_series(1, 150)").await;
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let (err, text) = tokio::time::timeout(Duration::from_secs(30), in_flight).await.unwrap().unwrap();
