@@ -239,7 +239,7 @@ run() {
     --client-ca-file "$pki/ca.crt" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 \
+    --service-cluster-ip-range 10.0.0.0/16 \
     --authorization-mode Node,RBAC --allow-privileged=true --profiling=false
   local kubectl=("$bin/kubectl" --kubeconfig "$run_dir/kubeconfig" --request-timeout 5s)
   wait_until "kube-apiserver /readyz on port $api_port" "${kubectl[@]}" get --raw /readyz
@@ -253,7 +253,7 @@ run() {
     --controllers '*' --leader-elect=false --secure-port 0 \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
-    --service-cluster-ip-range 10.0.0.0/24
+    --service-cluster-ip-range 10.0.0.0/16
   # The service-account controller creating `default` in `default` shows the controllers run.
   wait_until "kube-controller-manager (ServiceAccount default/default)" \
     "${kubectl[@]}" get serviceaccount default --namespace default

@@ -511,6 +511,52 @@ async fn an_unreachable_database_is_reported_and_recovers_when_the_secret_is_fix
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_the_api_server_refuses_is_reported_and_retried_until_it_is_allowed() {
+    let w = World::new("op-quota").await;
+    // A namespace quota that allows no Service: the API server's quota admission refuses it.
+    let quota: k8s_openapi::api::core::v1::ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "no-services"},
+        "spec": {"hard": {"services": "0"}},
+    }))
+    .expect("a valid ResourceQuota");
+    let quotas = w.ns.api::<k8s_openapi::api::core::v1::ResourceQuota>();
+    quotas.create(&PostParams::default(), &quota).await.expect("create the quota");
+    let _op = w.operator("op-a", "1m").await;
+    let tenant = tenant_name();
+    w.create(
+        "quota",
+        json!({"tenant": tenant, "stores": ["3"], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}}),
+    )
+    .await;
+    let t = w
+        .wait_status("quota", "WorkloadReady=False (ApplyForbidden)", |s| {
+            s.condition(condition::WORKLOAD_READY).is_some_and(|c| c.reason == "ApplyForbidden")
+        })
+        .await;
+    let status = t.status.expect("status");
+    let c = status.condition(condition::WORKLOAD_READY).expect("WorkloadReady");
+    assert_eq!(c.status, "False");
+    assert!(c.message.starts_with("applying Service quota: "), "{}", c.message);
+    assert!(c.message.contains("quota"), "the API server's reason is kept: {}", c.message);
+    assert_eq!(status.condition(condition::READY).map(|c| c.status.as_str()), Some("False"));
+    // The database part is done and said so; only the workload waits.
+    assert!(db_ready(&status), "{status:?}");
+    let warnings: Vec<Event> =
+        w.events_about("quota").await.into_iter().filter(|e| e.type_.as_deref() == Some("Warning")).collect();
+    assert!(warnings.iter().any(|e| e.reason.as_deref() == Some("ApplyForbidden")), "{warnings:?}");
+    assert!(w.ns.api::<Deployment>().get_opt("quota").await.expect("read").is_none());
+
+    // The quota goes; the backoff retry applies the rest without a spec change.
+    quotas.delete("no-services", &DeleteParams::default()).await.expect("delete the quota");
+    w.wait_status("quota", "the workload applied", |s| {
+        s.condition(condition::WORKLOAD_READY).is_some_and(|c| c.reason != "ApplyForbidden")
+    })
+    .await;
+    assert!(w.ns.api::<Service>().get_opt("quota").await.expect("read").is_some());
+    assert!(w.ns.api::<Deployment>().get_opt("quota").await.expect("read").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_restart_converges_without_duplicates_or_a_new_password() {
     let w = World::new("op-restart").await;
     let first = w.operator("op-a", "1m").await;

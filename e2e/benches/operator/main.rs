@@ -133,56 +133,13 @@ struct Round {
     workload_reason: String,
 }
 
-/// Set in the re-executed benchmark process (see [`with_wide_service_range`]).
-const WIDE_ENV: &str = "MCP_FLEET_BENCH_WIDE_SERVICES";
-
 fn main() {
-    if std::env::var_os(WIDE_ENV).is_none() {
-        std::process::exit(with_wide_service_range());
-    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime")
         .block_on(bench());
-}
-
-/// The test control plane (`scripts/control-plane.sh`) gives Services a /24, room for 253
-/// ClusterIPs besides `kubernetes`; 1,000 McpTenants need 1,000. Runs this benchmark again with
-/// `MCP_FLEET_K8S_BIN` pointing at a directory of the same binaries in which `kube-apiserver` and
-/// `kube-controller-manager` are wrappers that turn that range into a /16. Returns the exit code.
-fn with_wide_service_range() -> i32 {
-    let real = mcp_fleet_testkit::kube::k8s_bin_dir().unwrap_or_else(|e| panic!("{e}"));
-    let dir = std::env::temp_dir().join(format!("mcpfleet-bench-k8s-bin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create the wrapper directory");
-    for entry in std::fs::read_dir(&real).expect("read the Kubernetes binaries' directory").flatten() {
-        let name = entry.file_name();
-        let link = dir.join(&name);
-        let _ = std::fs::remove_file(&link);
-        if name == "kube-apiserver" || name == "kube-controller-manager" {
-            let script = format!(
-                "#!/bin/sh\n# bench-operator: the Service range as a /16 instead of a /24.\n\
-                 for a; do shift; [ \"$a\" = 10.0.0.0/24 ] && a=10.0.0.0/16; set -- \"$@\" \"$a\"; done\n\
-                 exec {} \"$@\"\n",
-                mcp_fleet_testkit::process::shell_quote(&entry.path().to_string_lossy())
-            );
-            std::fs::write(&link, script).expect("write a wrapper");
-            let status = std::process::Command::new("chmod").arg("+x").arg(&link).status();
-            assert!(status.is_ok_and(|s| s.success()), "chmod +x {}", link.display());
-        } else {
-            std::os::unix::fs::symlink(entry.path(), &link).expect("link a Kubernetes binary");
-        }
-    }
-    let exe = std::env::current_exe().expect("this benchmark's executable");
-    let status = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("MCP_FLEET_K8S_BIN", &dir)
-        .env(WIDE_ENV, "1")
-        .status()
-        .expect("run the benchmark");
-    let _ = std::fs::remove_dir_all(&dir);
-    status.code().unwrap_or(1)
 }
 
 async fn bench() {

@@ -11,8 +11,10 @@ use serde::de::DeserializeOwned;
 
 use crate::resources::MANAGER;
 
+/// A child the API server did not accept. Displays the API server's own message (what a user
+/// fixes), not the whole response.
 #[derive(Debug, thiserror::Error)]
-#[error("{verb} {kind} {name}: {source}")]
+#[error("{verb} {kind} {name}: {}", api_message(source))]
 pub struct ApplyError {
     pub verb: &'static str,
     pub kind: String,
@@ -22,13 +24,30 @@ pub struct ApplyError {
 }
 
 impl ApplyError {
+    /// The condition reason for this failure.
+    pub fn reason(&self) -> &'static str {
+        self.class().0
+    }
+
     pub fn metric_label(&self) -> &'static str {
+        self.class().1
+    }
+
+    /// `(condition reason, metric label)` by the API server's answer.
+    fn class(&self) -> (&'static str, &'static str) {
         match &self.source {
-            kube::Error::Api(s) if s.code == 409 => "apply_conflict",
-            kube::Error::Api(s) if s.code == 422 || s.code == 400 => "apply_invalid",
-            kube::Error::Api(s) if s.code == 403 => "apply_forbidden",
-            _ => "apply_failed",
+            kube::Error::Api(s) if s.code == 409 => ("ApplyConflict", "apply_conflict"),
+            kube::Error::Api(s) if s.code == 422 || s.code == 400 => ("ApplyInvalid", "apply_invalid"),
+            kube::Error::Api(s) if s.code == 403 => ("ApplyForbidden", "apply_forbidden"),
+            _ => ("ApplyFailed", "apply_failed"),
         }
+    }
+}
+
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} (HTTP {})", s.message, s.code),
+        other => other.to_string(),
     }
 }
 

@@ -15,7 +15,7 @@ use kube::runtime::controller::Action;
 use mcp_fleet_core::tenant::{generate_password, scram_verifier};
 use tracing::info;
 
-use super::apply::{apply, delete_owned};
+use super::apply::{ApplyError, apply, delete_owned};
 use super::status::{Observation, Verdict, desired_status, event, publish};
 use super::{Context, Error, dereference};
 use crate::crd::McpTenant;
@@ -111,8 +111,16 @@ pub async fn apply_tenant(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Er
         }
     }
 
-    // Kubernetes children.
-    let deployment = apply_children(ctx, &plan, &creds).await?;
+    // Kubernetes children. A refused child (quota, admission, RBAC, conflict) is said in the
+    // status and an Event, then retried with backoff.
+    let deployment = match apply_children(ctx, &plan, &creds).await {
+        Ok(d) => d,
+        Err(e) => {
+            obs.workload = Some(Verdict::failed(e.reason(), e.to_string()));
+            finish(ctx, &t, &obs).await?;
+            return Err(e.into());
+        }
+    };
     if new_password && stored.is_some() {
         event(
             &ctx.recorder,
@@ -131,7 +139,7 @@ pub async fn apply_tenant(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Er
 }
 
 /// Applies every wanted child and deletes the unwanted ones; returns the applied Deployment.
-async fn apply_children(ctx: &Context, plan: &Plan, creds: &Credentials) -> Result<Deployment, Error> {
+async fn apply_children(ctx: &Context, plan: &Plan, creds: &Credentials) -> Result<Deployment, ApplyError> {
     let c = &ctx.client;
     let uid = plan.owner.uid.as_str();
     let ns = plan.namespace.as_str();
