@@ -3,7 +3,9 @@
 
 use mcp_fleet_core::TenantName;
 use mcp_fleet_core::tenant::{generate_password, scram_verifier};
-use mcp_fleet_operator::database::{Databases, DbError, RoleLimits, apply_tenant, drop_tenant};
+use mcp_fleet_operator::database::{
+    AppliedTenant, Databases, DbError, RoleLimits, apply_tenant, drop_tenant,
+};
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use sqlx::{Executor, PgConnection};
@@ -178,4 +180,84 @@ async fn an_unreachable_database_is_a_transient_error_without_the_password() {
     assert!(!err.needs_user_action());
     assert!(!err.to_string().contains("hunter2"));
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "fails fast: {:?}", started.elapsed());
+}
+
+/// The version (`xmin`) of every row `apply_tenant` writes for `t`: its login role, the login's
+/// per-database settings, its `tenancy.tenants` row and its store mapping.
+async fn row_versions(db: &TestDb, t: &TenantName) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT concat_ws(' ',
+             (SELECT xmin::text FROM pg_authid WHERE rolname = $2),
+             (SELECT xmin::text FROM pg_db_role_setting WHERE setrole = (SELECT oid FROM pg_roles WHERE rolname = $2)),
+             (SELECT xmin::text FROM tenancy.tenants WHERE tenant_name = $1),
+             (SELECT string_agg(xmin::text, ',' ORDER BY store_id) FROM tenancy.tenant_stores WHERE tenant_name = $1))",
+    )
+    .bind(t.as_str())
+    .bind(t.login_role())
+    .fetch_one(&db.admin)
+    .await
+    .map(|s: String| s.split(' ').map(str::to_owned).collect())
+    .expect("read row versions")
+}
+
+#[tokio::test]
+async fn an_unchanged_apply_writes_nothing_and_a_change_is_still_written() {
+    let (db, url) = database().await;
+    let pool = Databases::default().pool(&url, &db.name).unwrap();
+    let t = tenant();
+    let stores = refs(&["2", "Zava Retail Redmond"]);
+    let first = apply_tenant(&pool, &t, &stores, Some(&scram_verifier(&generate_password())), None, LIMITS)
+        .await
+        .unwrap();
+    let before = row_versions(&db, &t).await;
+    assert_eq!(before.len(), 4, "{before:?}");
+
+    // What the operator's resync does: the same spec, no new password. Nothing is written.
+    for _ in 0..3 {
+        let again = apply_tenant(&pool, &t, &stores, None, None, LIMITS).await.unwrap();
+        assert_eq!(again, AppliedTenant { created: false, ..first.clone() });
+    }
+    assert_eq!(row_versions(&db, &t).await, before, "an unchanged apply writes no row");
+
+    // Bad limits are still refused for a tenant that exists, and change nothing.
+    let err = apply_tenant(&pool, &t, &stores, None, None, RoleLimits { connection_limit: 0, ..LIMITS })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("connection limit must be between 1 and 1000"), "{err}");
+    assert_eq!(row_versions(&db, &t).await, before);
+
+    // Each kind of change is written.
+    let wider = RoleLimits { connection_limit: LIMITS.connection_limit + 1, ..LIMITS };
+    apply_tenant(&pool, &t, &stores, None, None, wider).await.unwrap();
+    let limit: i32 = sqlx::query_scalar("SELECT rolconnlimit FROM pg_roles WHERE rolname = $1")
+        .bind(t.login_role())
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(limit, wider.connection_limit);
+    let slower = RoleLimits { statement_timeout_ms: 4000, ..wider };
+    apply_tenant(&pool, &t, &stores, None, None, slower).await.unwrap();
+    let settings: Vec<String> = sqlx::query_scalar(
+        "SELECT unnest(setconfig) FROM pg_db_role_setting WHERE setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)",
+    )
+    .bind(t.login_role())
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    assert!(settings.contains(&"statement_timeout=4000ms".to_owned()), "{settings:?}");
+    let fewer = apply_tenant(&pool, &t, &refs(&["2"]), None, None, slower).await.unwrap();
+    assert_eq!(fewer.store_ids, vec![2]);
+
+    // A grant lost outside the operator comes back on the next apply.
+    db.admin
+        .execute(sqlx::AssertSqlSafe(format!("REVOKE mcpfleet_pii FROM \"{}\"", t.login_role())))
+        .await
+        .unwrap();
+    apply_tenant(&pool, &t, &refs(&["2"]), None, None, slower).await.unwrap();
+    let pii: bool = sqlx::query_scalar("SELECT pg_has_role($1, 'mcpfleet_pii', 'MEMBER')")
+        .bind(t.login_role())
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert!(pii, "the PII grant is restored");
 }
