@@ -44,6 +44,11 @@ pub struct Cli {
     #[arg(long, env = "MCP_FLEET_OPERATOR_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
 
+    /// Changes to one McpTenant and its children within this window are reconciled once (0s:
+    /// every change at once).
+    #[arg(long, env = "MCP_FLEET_OPERATOR_DEBOUNCE", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub debounce: Duration,
+
     /// First retry delay after a transient failure; doubles per consecutive failure of an object.
     #[arg(long, env = "MCP_FLEET_OPERATOR_BACKOFF_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff_base: Duration,

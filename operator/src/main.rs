@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         },
         resync: cli.resync_interval,
         concurrency: cli.concurrency,
+        debounce: cli.debounce,
         backoff_base: cli.backoff_base,
         backoff_max: cli.backoff_max,
         instance: identity,

@@ -116,6 +116,8 @@ pub struct ControllerSettings {
     pub defaults: Defaults,
     pub resync: Duration,
     pub concurrency: u16,
+    /// Triggers for one McpTenant within this window make one reconcile.
+    pub debounce: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     /// This replica's identity in Events.
@@ -177,6 +179,17 @@ fn error_policy(tenant: Arc<McpTenant>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(delay)
 }
 
+/// What a reconcile acts on, hashed: the spec (generation), annotations (password rotation),
+/// finalizers and deletion. Status writes, the operator's own included, change none of these and
+/// so trigger no reconcile.
+fn acted_on(t: &McpTenant) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let m = &t.metadata;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (m.generation, &m.annotations, &m.finalizers, m.deletion_timestamp.is_some()).hash(&mut h);
+    Some(h.finish())
+}
+
 /// McpTenants to reconcile when a Secret changes: its owner, and every McpTenant in the same
 /// namespace whose `spec.database.adminSecretRef` names it.
 fn secret_triggers(
@@ -229,8 +242,15 @@ pub async fn run(
         .default_backoff()
         .touched_objects();
 
-    let controller = Controller::new(api::<McpTenant>(&client, ns), watcher::Config::default());
-    let tenants = controller.store();
+    let (tenants, tenants_writer) = reflector::store::<McpTenant>();
+    let tenant_events = reflector::reflector(
+        tenants_writer,
+        watcher(api::<McpTenant>(&client, ns), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(acted_on, Default::default());
+    let controller = Controller::for_stream(tenant_events, tenants.clone());
     let tenants_for_secrets = tenants.clone();
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -261,7 +281,9 @@ pub async fn run(
             let ns = job.namespace().unwrap_or_default();
             job.labels().get(INSTANCE_LABEL).map(|name| ObjectRef::<McpTenant>::new(name).within(&ns))
         })
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .with_config(
+            ControllerConfig::default().concurrency(settings.concurrency).debounce(settings.debounce),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
