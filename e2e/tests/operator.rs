@@ -557,6 +557,47 @@ async fn a_child_the_api_server_refuses_is_reported_and_retried_until_it_is_allo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_changed_or_deleted_by_someone_else_are_repaired_at_once() {
+    let w = World::new("op-drift").await;
+    // A resync far beyond this test: every repair below comes from a watch.
+    let _op = w.operator("op-a", "10m").await;
+    let tenant = tenant_name();
+    w.create(
+        "drift",
+        json!({"tenant": tenant, "stores": ["5"], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}}),
+    )
+    .await;
+    w.wait_status("drift", "DatabaseReady", db_ready).await;
+    let soon = Duration::from_secs(20);
+    let pdbs = w.ns.api::<PodDisruptionBudget>();
+    eventually("the PDB", WAIT, || async { pdbs.get_opt("drift").await.expect("read PDB") }).await;
+
+    // Someone edits the PDB's spec: the operator's value comes back.
+    pdbs.patch("drift", &PatchParams::default(), &Patch::Merge(json!({"spec": {"maxUnavailable": 3}})))
+        .await
+        .expect("patch the PDB");
+    eventually("the PDB's maxUnavailable back at 1", soon, || async {
+        let p = pdbs.get("drift").await.expect("read PDB");
+        let max = p.spec.and_then(|s| s.max_unavailable);
+        (max == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))).then_some(())
+    })
+    .await;
+
+    // Someone deletes children: they come back.
+    pdbs.delete("drift", &DeleteParams::default()).await.expect("delete the PDB");
+    let deployments = w.ns.api::<Deployment>();
+    deployments.delete("drift", &DeleteParams::default()).await.expect("delete the Deployment");
+    eventually("the PDB re-created", soon, || async {
+        pdbs.get_opt("drift").await.expect("read PDB").filter(|p| p.metadata.deletion_timestamp.is_none())
+    })
+    .await;
+    eventually("the Deployment re-created", soon, || async {
+        deployments.get_opt("drift").await.expect("read").filter(|d| d.metadata.deletion_timestamp.is_none())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_restart_converges_without_duplicates_or_a_new_password() {
     let w = World::new("op-restart").await;
     let first = w.operator("op-a", "1m").await;

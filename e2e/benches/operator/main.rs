@@ -651,8 +651,7 @@ fn markdown(rounds: &[Round], started: &str, o: &Options) -> String {
          (one store, admin Secret reference, issuer): 7 children, 2 PostgreSQL roles. \"Converged\": the API \
          server shows every McpTenant with the latest generation observed, `DatabaseReady=True` and the \
          workload and backup conditions written (the status is written after every child was applied). \
-         `Ready` stays False here: without a kubelet no pod ever runs. The control plane's Service range is \
-         widened from a /24 (253 ClusterIPs) to a /16 for this benchmark.\n",
+         `Ready` stays False here: without a kubelet no pod ever runs.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     );
     let _ = writeln!(

@@ -190,6 +190,42 @@ fn acted_on(t: &McpTenant) -> Option<u64> {
     Some(h.finish())
 }
 
+/// The changes of an owned child that matter to its McpTenant: its spec (generation) and its
+/// deletion. For children whose status other controllers keep writing (PDB, HPA, CronJob, Ingress)
+/// and the operator never reads: those writes trigger no reconcile. Only for kinds with a
+/// generation; metadata-only watch, as `Controller::owns`.
+fn spec_changes<K>(
+    api: Api<PartialObjectMeta<K>>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let mut generations: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    watcher(api, config).default_backoff().filter_map(move |event| {
+        let out = match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                let generation = o.metadata.generation.unwrap_or_default();
+                let uid = o.metadata.uid.clone().unwrap_or_default();
+                (generations.insert(uid, generation) != Some(generation)).then_some(Ok(o))
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                generations.remove(o.metadata.uid.as_deref().unwrap_or_default());
+                Some(Ok(o))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(out)
+    })
+}
+
 /// McpTenants to reconcile when a Secret changes: its owner, and every McpTenant in the same
 /// namespace whose `spec.database.adminSecretRef` names it.
 fn secret_triggers(
@@ -271,11 +307,17 @@ pub async fn run(
         .owns(api::<ConfigMap>(&client, ns), managed.clone())
         .owns(api::<Service>(&client, ns), managed.clone())
         .owns(api::<ServiceAccount>(&client, ns), managed.clone())
-        .owns(api::<HorizontalPodAutoscaler>(&client, ns), managed.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), managed.clone())
-        .owns(api::<NetworkPolicy>(&client, ns), managed.clone())
-        .owns(api::<Ingress>(&client, ns), managed.clone())
-        .owns(api::<CronJob>(&client, ns), managed.clone())
+        .owns_stream(spec_changes(
+            api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
+            managed.clone(),
+        ))
+        .owns_stream(spec_changes(
+            api::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
+            managed.clone(),
+        ))
+        .owns_stream(spec_changes(api::<PartialObjectMeta<NetworkPolicy>>(&client, ns), managed.clone()))
+        .owns_stream(spec_changes(api::<PartialObjectMeta<Ingress>>(&client, ns), managed.clone()))
+        .owns_stream(spec_changes(api::<PartialObjectMeta<CronJob>>(&client, ns), managed.clone()))
         .watches_stream(secret_events, move |s| secret_triggers(&tenants_for_secrets, &s))
         .watches_stream(job_events, |job: Job| {
             let ns = job.namespace().unwrap_or_default();
