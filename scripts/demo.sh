@@ -61,6 +61,16 @@ wait_http() { # url, seconds
     sleep 0.3
   done
 }
+# Polls until condition $2 of object $3... is True. `kubectl wait --for=condition=` fails at once,
+# instead of waiting, while the object has no conditions yet (as a CRD just after it is created).
+wait_condition() { # seconds, condition, kubectl get arguments...
+  local deadline=$((SECONDS + $1)) cond="$2"
+  shift 2
+  until [ "$("$KUBECTL" get "$@" -o jsonpath="{.status.conditions[?(@.type==\"$cond\")].status}" 2>/dev/null)" = True ]; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.3
+  done
+}
 
 if [ "$MODE" = down ]; then
   mkdir -p "$DEMO"; down; echo "demo: stopped"; exit 0
@@ -101,7 +111,7 @@ step "3/6 Kubernetes: control plane, CRDs, the operator, two McpTenants"
 KUBECONFIG="$RUN/k8s/kubeconfig"
 export KUBECONFIG
 "$KUBECTL" apply --server-side -f "$here/crds/" >/dev/null
-"$KUBECTL" wait --for=condition=Established crd/mcptenants.mcpfleet.io --timeout=60s >/dev/null
+wait_condition 60 Established crd/mcptenants.mcpfleet.io || die "the McpTenant CRD was not established within 60 s"
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 if ! curl -fsS -o /dev/null "http://127.0.0.1:$ISSUER_PORT/jwks" 2>/dev/null; then
   start_bg issuer "$DEMO/issuer.log" "$PY" "$here/e2e/python/demo_issuer.py" serve --dir "$DEMO/issuer" --port "$ISSUER_PORT"
@@ -116,7 +126,7 @@ for t in "${TENANTS[@]}"; do
   sed "s#http://127.0.0.1:18400#$ISSUER#" "$here/examples/demo/$t.yaml" | "$KUBECTL" apply -f - >/dev/null
 done
 for t in "${TENANTS[@]}"; do
-  "$KUBECTL" -n "$NS" wait --for=condition=DatabaseReady "mcpt/$t" --timeout=90s >/dev/null \
+  wait_condition 90 DatabaseReady -n "$NS" "mcpt/$t" \
     || die "tenant $t did not get its database roles: $("$KUBECTL" -n "$NS" get mcpt "$t" -o jsonpath='{.status.conditions}')"
   say "$t: roles, Secret, ConfigMap, Deployment, Service, HPA, PDB, NetworkPolicy applied by the operator"
 done
