@@ -15,8 +15,12 @@ fn db_url_without_password(db: &mcp_fleet_testkit::TestDb, user: &str) -> String
 }
 
 /// Waits until PostgreSQL is running a query containing `marker` (fixed sleeps lose races on a
-/// busy machine).
-async fn wait_until_running(db: &mcp_fleet_testkit::TestDb, marker: &str) {
+/// busy machine), sent by the call `call`; fails at once if that call ends first.
+async fn wait_until_running<T>(
+    db: &mcp_fleet_testkit::TestDb,
+    marker: &str,
+    call: &tokio::task::JoinHandle<T>,
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let running: i64 = sqlx::query_scalar(
@@ -29,6 +33,7 @@ async fn wait_until_running(db: &mcp_fleet_testkit::TestDb, marker: &str) {
         if running > 0 {
             return;
         }
+        assert!(!call.is_finished(), "the call ended before its query with {marker:?} was seen running");
         assert!(std::time::Instant::now() < deadline, "the query with {marker:?} never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -149,7 +154,7 @@ async fn overload_is_shed_with_503_instead_of_queueing() {
         r
     });
     // Probe only once PostgreSQL runs the slow query: until then the slot may still be free.
-    wait_until_running(&db, "generate_series(1, 1000)").await;
+    wait_until_running(&db, "generate_series(1, 1000)", &busy).await;
     let resp = reqwest::Client::new()
         .post(&srv.url)
         .header("content-type", "application/json")
@@ -204,11 +209,12 @@ async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
         }
     };
     let c = client(&url, &[]).await;
-    // About a second of work, so SIGTERM arrives while it runs.
-    let slow = json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.order_items a, (SELECT 1 FROM generate_series(1, 150)) b" });
+    // Seconds of work (about 20 million rows to count on the small seed), so SIGTERM arrives
+    // while it runs and the probe below cannot miss it.
+    let slow = json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.order_items a, (SELECT 1 FROM generate_series(1, 3000)) b" });
     let in_flight = tokio::spawn(async move { call(&c, "execute_sales_query", slow).await });
     // SIGTERM only once PostgreSQL runs the query (a fixed sleep loses the race on a busy machine).
-    wait_until_running(&db, "generate_series(1, 150)").await;
+    wait_until_running(&db, "generate_series(1, 3000)", &in_flight).await;
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let (err, text) = tokio::time::timeout(Duration::from_secs(30), in_flight).await.unwrap().unwrap();
