@@ -164,6 +164,11 @@ impl World {
             .expect("read pg_roles")
     }
 
+    async fn warnings_about(&self, name: &str) -> Vec<Event> {
+        let events = self.events_about(name).await;
+        events.into_iter().filter(|e| e.type_.as_deref() == Some("Warning")).collect()
+    }
+
     async fn events_about(&self, name: &str) -> Vec<Event> {
         let events = self.ns.api::<Event>().list(&ListParams::default()).await.expect("list events").items;
         events
@@ -202,6 +207,11 @@ async fn install_crd(ns: &TestNamespace) {
 
 fn tenant_name() -> String {
     unique_name("t").replace('_', "-")
+}
+
+/// The smallest useful spec: `tenant` owning one store, admin connection from [`ADMIN_SECRET`].
+fn one_store_spec(tenant: &str, store: &str) -> serde_json::Value {
+    json!({"tenant": tenant, "stores": [store], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}})
 }
 
 fn db_ready(s: &McpTenantStatus) -> bool {
@@ -405,11 +415,7 @@ async fn retain_keeps_the_roles_after_the_tenant_is_deleted() {
     let w = World::new("op-retain").await;
     let _op = w.operator("op-a", "1m").await;
     let tenant = tenant_name();
-    w.create(
-        "kept",
-        json!({"tenant": tenant, "stores": ["3"], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}}),
-    )
-    .await;
+    w.create("kept", one_store_spec(&tenant, "3")).await;
     w.wait_status("kept", "DatabaseReady", db_ready).await;
     let (user, password) = w.credentials("kept").await;
     w.tenants().delete("kept", &DeleteParams::default()).await.expect("delete");
@@ -480,11 +486,7 @@ async fn an_unreachable_database_is_reported_and_recovers_when_the_secret_is_fix
     w.set_admin_url(&closed).await;
     let _op = w.operator("op-a", "1m").await;
     let tenant = tenant_name();
-    w.create(
-        "outage",
-        json!({"tenant": tenant, "stores": ["2"], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}}),
-    )
-    .await;
+    w.create("outage", one_store_spec(&tenant, "2")).await;
     let t = w
         .wait_status("outage", "DatabaseReady=False", |s| {
             s.condition(condition::DATABASE_READY).is_some_and(|c| c.status == "False")
@@ -495,12 +497,7 @@ async fn an_unreachable_database_is_reported_and_recovers_when_the_secret_is_fix
     assert_eq!(c.reason, "DatabaseUnreachable", "{c:?}");
     assert!(!c.message.contains("pw@"), "no credentials in the status: {}", c.message);
     assert!(w.roles_of(&tenant).await.is_empty());
-    let warnings: Vec<Event> = w
-        .events_about("outage")
-        .await
-        .into_iter()
-        .filter(|e| e.type_.as_deref() == Some("Warning"))
-        .collect();
+    let warnings = w.warnings_about("outage").await;
     assert!(warnings.iter().any(|e| e.reason.as_deref() == Some("DatabaseUnreachable")), "{warnings:?}");
 
     // The Secret watch brings the fix in without waiting for a resync.
@@ -523,11 +520,7 @@ async fn a_child_the_api_server_refuses_is_reported_and_retried_until_it_is_allo
     quotas.create(&PostParams::default(), &quota).await.expect("create the quota");
     let _op = w.operator("op-a", "1m").await;
     let tenant = tenant_name();
-    w.create(
-        "quota",
-        json!({"tenant": tenant, "stores": ["3"], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}}),
-    )
-    .await;
+    w.create("quota", one_store_spec(&tenant, "3")).await;
     let t = w
         .wait_status("quota", "WorkloadReady=False (ApplyForbidden)", |s| {
             s.condition(condition::WORKLOAD_READY).is_some_and(|c| c.reason == "ApplyForbidden")
@@ -541,8 +534,7 @@ async fn a_child_the_api_server_refuses_is_reported_and_retried_until_it_is_allo
     assert_eq!(status.condition(condition::READY).map(|c| c.status.as_str()), Some("False"));
     // The database part is done and said so; only the workload waits.
     assert!(db_ready(&status), "{status:?}");
-    let warnings: Vec<Event> =
-        w.events_about("quota").await.into_iter().filter(|e| e.type_.as_deref() == Some("Warning")).collect();
+    let warnings = w.warnings_about("quota").await;
     assert!(warnings.iter().any(|e| e.reason.as_deref() == Some("ApplyForbidden")), "{warnings:?}");
     assert!(w.ns.api::<Deployment>().get_opt("quota").await.expect("read").is_none());
 
@@ -562,11 +554,7 @@ async fn children_changed_or_deleted_by_someone_else_are_repaired_at_once() {
     // A resync far beyond this test: every repair below comes from a watch.
     let _op = w.operator("op-a", "10m").await;
     let tenant = tenant_name();
-    w.create(
-        "drift",
-        json!({"tenant": tenant, "stores": ["5"], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}}),
-    )
-    .await;
+    w.create("drift", one_store_spec(&tenant, "5")).await;
     w.wait_status("drift", "DatabaseReady", db_ready).await;
     let soon = Duration::from_secs(20);
     let pdbs = w.ns.api::<PodDisruptionBudget>();
@@ -602,11 +590,7 @@ async fn an_operator_restart_converges_without_duplicates_or_a_new_password() {
     let w = World::new("op-restart").await;
     let first = w.operator("op-a", "1m").await;
     let tenant = tenant_name();
-    w.create(
-        "restart",
-        json!({"tenant": tenant, "stores": ["7"], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}}),
-    )
-    .await;
+    w.create("restart", one_store_spec(&tenant, "7")).await;
     // Stop the operator as soon as the credentials exist (mid-way through the first reconcile).
     eventually("the credentials Secret", WAIT, || async {
         w.ns.api::<Secret>().get_opt("restart-db-credentials").await.expect("read").map(|_| ())
@@ -650,7 +634,7 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     .await;
     assert_eq!(b.metric("mcpfleet_operator_leader").await, 0.0, "replica-b waits for the lease");
 
-    let spec = |stores: &str| json!({"tenant": tenant_name(), "stores": [stores], "database": {"adminSecretRef": {"name": ADMIN_SECRET}}});
+    let spec = |store: &str| one_store_spec(&tenant_name(), store);
     w.create("first", spec("4")).await;
     w.wait_status("first", "DatabaseReady", db_ready).await;
     assert_eq!(b.metric("mcpfleet_operator_reconciles_total").await, 0.0, "the standby reconciles nothing");
