@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use mcp_fleet_core::server_config::TenancyMode;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::auth::{AuthRejection, Authenticator, RESOURCE_METADATA_PATH};
+use crate::tenant_db::TenantDb;
 use crate::tools::{AppState, RetailServer};
 
 /// What the HTTP layer needs besides the tool state.
@@ -185,15 +187,31 @@ async fn metrics(State(s): State<Shared>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+/// The schema version, and the tenant the pool's role belongs to (none in shared mode).
+async fn schema_version_and_tenant(db: &TenantDb) -> Result<(i64, Option<String>), sqlx::Error> {
+    match db.mode() {
+        TenancyMode::Dedicated => {
+            sqlx::query_as("SELECT tenancy.schema_version(), tenancy.current_tenant()")
+                .fetch_one(db.pool())
+                .await
+        }
+        TenancyMode::Shared => {
+            // The gateway login holds no privilege of its own (NOINHERIT): ask as mcpfleet_gateway.
+            let mut tx = db.pool().begin().await?;
+            sqlx::query("SET LOCAL ROLE mcpfleet_gateway").execute(&mut *tx).await?;
+            let (version,): (i64,) =
+                sqlx::query_as("SELECT tenancy.schema_version()").fetch_one(&mut *tx).await?;
+            tx.rollback().await?;
+            Ok((version, None))
+        }
+    }
+}
+
 /// Readiness facts: database reachable, schema migrated far enough, logged in as the right tenant.
 async fn readiness(s: &Shared) -> Result<serde_json::Value, String> {
-    let row: Result<(i64, Option<String>), _> = tokio::time::timeout(
-        Duration::from_secs(3),
-        sqlx::query_as("SELECT tenancy.schema_version(), tenancy.current_tenant()")
-            .fetch_one(s.app.db.pool()),
-    )
-    .await
-    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+    let row = tokio::time::timeout(Duration::from_secs(3), schema_version_and_tenant(&s.app.db))
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
     let (version, tenant) = row.map_err(|e| match e {
         sqlx::Error::Database(d) => format!("database check failed: {}", d.message()),
         _ => "database unreachable".to_owned(),

@@ -118,6 +118,10 @@ async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let url = format!("http://{addr}/mcp");
+    // A pod of this server is only ever routed to once its readiness probe passes.
+    let ready = reqwest::get(format!("http://{addr}/health/ready")).await.unwrap();
+    let status = ready.status();
+    assert_eq!(status, 200, "shared-mode readiness: {}", ready.text().await.unwrap_or_default());
     let q = json!({ "postgresql_query": "SELECT array_agg(DISTINCT store_id) AS s FROM retail.orders" });
     for (t, stores) in [(&a, json!([1])), (&b, json!([4]))] {
         let c = client(&url, &[("x-mcp-tenant", t.name.as_str())]).await;
