@@ -161,6 +161,10 @@ pub struct AuthSection {
     /// JWKS URL; discovered from `<issuer>/.well-known/openid-configuration` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// PEM file of CA certificates trusted, besides the system's, when fetching the issuer's
+    /// discovery document and keys: for an issuer whose certificate a private CA signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Accepted signing algorithms (default RS256, ES256, PS256).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub algorithms: Vec<String>,
@@ -255,6 +259,8 @@ pub struct LoggingSection {
 pub const CONFIG_MOUNT_PATH: &str = "/etc/mcp-fleet/server.yaml";
 /// Mount path of the database password inside server pods.
 pub const DB_PASSWORD_MOUNT_PATH: &str = "/var/run/secrets/mcp-fleet/db/password";
+/// Mount path of the issuer's CA bundle (`spec.auth.issuerCaRef`) inside server pods.
+pub const AUTH_CA_MOUNT_PATH: &str = "/etc/mcp-fleet/auth-ca/ca.crt";
 /// The port servers listen on in pods.
 pub const SERVER_PORT: u16 = 8080;
 

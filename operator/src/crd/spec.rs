@@ -287,6 +287,11 @@ pub struct AuthSpec {
     /// JWKS URL; discovered from the issuer when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// A ConfigMap key holding the PEM CA bundle that signed the issuer's HTTPS certificate, for
+    /// an issuer on a private CA; trusted besides the system's CAs. Pods read it at start-up:
+    /// roll them (`kubectl rollout restart`) after changing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ca_ref: Option<ConfigMapKeyRef>,
     /// Which token claims carry the tenant, the caller, roles and an optional store scope.
     #[serde(default, skip_serializing_if = "is_default")]
     pub claims: ClaimsSection,
@@ -453,6 +458,22 @@ pub struct BackupSpec {
 pub struct LocalObjectRef {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+}
+
+/// A key of a ConfigMap in the McpTenant's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Default `ca.crt`.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".into()
 }
 
 /// How many backups to keep; older ones are pruned after a successful upload.

@@ -98,7 +98,7 @@ fn job_spec(plan: &Plan, backup: &BackupSpec) -> JobSpec {
                     }),
                     resources: Some(backup.resources.clone().unwrap_or_else(default_resources)),
                     security_context: Some(restricted_security_context()),
-                    volume_mounts: Some(volume_mounts()),
+                    volume_mounts: Some(volume_mounts(plan)),
                     ..Container::default()
                 }],
                 volumes: Some(volumes(plan)),

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use mcp_fleet_core::server_config::{
-    AuthMode, AuthSection, DB_PASSWORD_MOUNT_PATH, DatabaseSection, EmbeddingsSection, LoggingSection,
-    SERVER_PORT, ServerConfigFile, TenancyMode, ToolsSection,
+    AUTH_CA_MOUNT_PATH, AuthMode, AuthSection, DB_PASSWORD_MOUNT_PATH, DatabaseSection, EmbeddingsSection,
+    LoggingSection, SERVER_PORT, ServerConfigFile, TenancyMode, ToolsSection,
 };
 
 use super::{Plan, names};
@@ -64,6 +64,7 @@ pub fn server_config(plan: &Plan) -> ServerConfigFile {
             issuer: auth.issuer.clone(),
             audiences: auth.audiences.clone(),
             jwks_uri: auth.jwks_uri.clone(),
+            ca_file: auth.issuer_ca_ref.as_ref().map(|_| AUTH_CA_MOUNT_PATH.into()),
             algorithms: Vec::new(),
             leeway: None,
             claims: auth.claims.clone(),
@@ -129,6 +130,8 @@ mod tests {
         assert_eq!(cfg.auth.claims.tenant.as_deref(), Some("tid"));
         assert_eq!(cfg.auth.roles["manager"].inherits, vec!["analyst".to_owned()]);
         assert_eq!(cfg.auth.default_role.as_deref(), Some("analyst"));
+        assert_eq!(cfg.auth.ca_file.as_deref(), Some(std::path::Path::new(AUTH_CA_MOUNT_PATH)));
+        assert_eq!(server_config(&minimal()).auth.ca_file, None);
         assert_eq!(cfg.tools.row_cap, Some(1000));
         assert_eq!(cfg.tools.enabled.len(), 4);
         assert_eq!(cfg.embeddings.openai.unwrap().api_key_env.as_deref(), Some("AZURE_OPENAI_API_KEY"));

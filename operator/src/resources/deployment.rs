@@ -15,7 +15,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use mcp_fleet_core::server_config::{CONFIG_MOUNT_PATH, DB_PASSWORD_MOUNT_PATH, SERVER_PORT};
+use mcp_fleet_core::server_config::{
+    AUTH_CA_MOUNT_PATH, CONFIG_MOUNT_PATH, DB_PASSWORD_MOUNT_PATH, SERVER_PORT,
+};
 use sha2::{Digest, Sha256};
 
 use super::config_map::CONFIG_KEY;
@@ -125,9 +127,9 @@ fn file_name(path: &str) -> String {
     Path::new(path).file_name().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The config file, the password file and a writable /tmp.
+/// The config file, the password file, a writable /tmp, and the issuer's CA bundle when set.
 pub(crate) fn volumes(plan: &Plan) -> Vec<Volume> {
-    vec![
+    let mut volumes = vec![
         Volume {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
@@ -164,21 +166,42 @@ pub(crate) fn volumes(plan: &Plan) -> Vec<Volume> {
             }),
             ..Volume::default()
         },
-    ]
+    ];
+    if let Some(ca) = &plan.spec.auth.issuer_ca_ref {
+        volumes.push(Volume {
+            name: "auth-ca".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: ca.name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: ca.key.clone(),
+                    path: file_name(AUTH_CA_MOUNT_PATH),
+                    mode: None,
+                }]),
+                default_mode: Some(0o444),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+    }
+    volumes
 }
 
-pub(crate) fn volume_mounts() -> Vec<VolumeMount> {
+pub(crate) fn volume_mounts(plan: &Plan) -> Vec<VolumeMount> {
     let mount = |name: &str, path: String| VolumeMount {
         name: name.into(),
         mount_path: path,
         read_only: Some(name != "tmp"),
         ..VolumeMount::default()
     };
-    vec![
+    let mut mounts = vec![
         mount("config", parent(CONFIG_MOUNT_PATH)),
         mount("db-password", parent(DB_PASSWORD_MOUNT_PATH)),
         mount("tmp", "/tmp".into()),
-    ]
+    ];
+    if plan.spec.auth.issuer_ca_ref.is_some() {
+        mounts.push(mount("auth-ca", parent(AUTH_CA_MOUNT_PATH)));
+    }
+    mounts
 }
 
 /// Extra env from the spec plus the embeddings API key from its Secret.
@@ -251,7 +274,7 @@ fn server_container(plan: &Plan) -> Container {
         readiness_probe: Some(probe("/health/ready", 5, 2)),
         resources: Some(server.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(restricted_security_context()),
-        volume_mounts: Some(volume_mounts()),
+        volume_mounts: Some(volume_mounts(plan)),
         ..Container::default()
     }
 }
@@ -305,6 +328,22 @@ mod tests {
         assert_eq!(pod["tolerations"][0]["key"], "dedicated");
         assert!(pod["affinity"]["podAntiAffinity"].is_object());
         let c = &pod["containers"][0];
+        // The issuer's private CA, from the ConfigMap the spec names, where server.yaml's caFile says.
+        let ca = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "auth-ca")
+            .expect("auth-ca volume");
+        assert_eq!(
+            ca["configMap"],
+            json!({"name": "corp-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}], "defaultMode": 0o444, "optional": false})
+        );
+        assert!(
+            c["volumeMounts"].as_array().unwrap().contains(
+                &json!({"name": "auth-ca", "mountPath": "/etc/mcp-fleet/auth-ca", "readOnly": true})
+            )
+        );
         assert_eq!(c["image"], "registry.example.com/mcp-fleet/mcp-fleet-server:0.1.0");
         assert_eq!(c["resources"]["requests"]["cpu"], "200m");
         let env = c["env"].as_array().unwrap();

@@ -26,6 +26,8 @@ pub struct JwksOptions {
     /// Least time between two fetches triggered by unknown `kid`s.
     pub min_refresh_interval: Duration,
     pub timeout: Duration,
+    /// CA certificates trusted besides the system's (`auth.caFile`).
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 impl Default for JwksOptions {
@@ -34,7 +36,28 @@ impl Default for JwksOptions {
             ttl: Duration::from_secs(600),
             min_refresh_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
+            extra_roots: Vec::new(),
         }
+    }
+}
+
+/// The HTTP client that fetches discovery documents and keys.
+pub fn http_client(opts: &JwksOptions) -> reqwest::Result<reqwest::Client> {
+    crate::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(opts.timeout)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .tls_certs_merge(opts.extra_roots.iter().cloned())
+        .build()
+}
+
+/// The CA certificates in a PEM file, or a message saying why there are none.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("auth.caFile {}: {e}", path.display()))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        Ok(_) => Err(format!("auth.caFile {} holds no PEM certificate", path.display())),
+        Err(e) => Err(format!("auth.caFile {}: not a PEM certificate bundle: {e}", path.display())),
     }
 }
 
@@ -63,13 +86,10 @@ pub struct Jwks {
 }
 
 impl Jwks {
+    /// `Oidc::from_config` has already built a client with these options once, so that a bad
+    /// `auth.caFile` is a configuration problem rather than a silent fallback here.
     pub fn new(source: JwksSource, opts: JwksOptions) -> Self {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .unwrap_or_default();
+        let http = http_client(&opts).unwrap_or_default();
         Self {
             http,
             source,

@@ -78,9 +78,18 @@ impl Oidc {
         auth: &AuthSection,
         tenant: Option<&TenantName>,
         public_url: Option<&str>,
-        jwks_opts: JwksOptions,
+        mut jwks_opts: JwksOptions,
     ) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
+        if let Some(path) = &auth.ca_file {
+            match super::jwks::read_ca_file(path) {
+                Ok(certs) => jwks_opts.extra_roots = certs,
+                Err(p) => problems.push(p),
+            }
+        }
+        if let Err(e) = super::jwks::http_client(&jwks_opts) {
+            problems.push(format!("auth.caFile: the certificates cannot be used: {e}"));
+        }
         let issuer = auth.issuer.clone().unwrap_or_default();
         if !(issuer.starts_with("https://") || is_loopback_http(&issuer)) {
             problems
@@ -265,5 +274,36 @@ mod tests {
                 .err()
                 .unwrap();
         assert!(problems.iter().any(|p| p.contains("must be an https:// URL")), "{problems:?}");
+    }
+
+    /// A throwaway self-signed CA certificate (no key kept anywhere): only parsed here.
+    const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBmTCCAT+gAwIBAgIUTnsLJWhHHNHZcK6yruWGZJRzBsMwCgYIKoZIzj0EAwIw\nITEfMB0GA1UEAwwWbWNwLWZsZWV0LXVuaXQtdGVzdC1jYTAgFw0yNjEyMDExMTQw\nMjNaGA8yMTI2MTEwNzExNDAyM1owITEfMB0GA1UEAwwWbWNwLWZsZWV0LXVuaXQt\ndGVzdC1jYTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABAvH6n0U+syBcFSdjSso\nf4Cdg2s4jdjoxfZAtrQQPjxuN2gnZPPE2fVnEgc58Rw+y3hk5SoUFtXKVzg0FbY5\niiejUzBRMB0GA1UdDgQWBBTjd66Q2YyCAPU9DywDr3ILerjXljAfBgNVHSMEGDAW\ngBTjd66Q2YyCAPU9DywDr3ILerjXljAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49\nBAMCA0gAMEUCIQCf6xThNJxAjACIE3K7KOcQOM1/xH3D0puSjT00q+PJjgIgIYlv\naDEB8lAOEbR5zEgZp7NxFBm0OXPEZOBNZ114u9I=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn a_private_issuer_ca_is_read_from_auth_ca_file_or_refused_with_its_path() {
+        let dir = std::env::temp_dir().join(format!("mcpfleet-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("ca.crt");
+        let bad = dir.join("not-pem.crt");
+        std::fs::write(&good, TEST_CA_PEM).unwrap();
+        std::fs::write(&bad, "hello").unwrap();
+        let with_ca = |path: &std::path::Path| AuthSection {
+            issuer: Some("https://idp.internal.example".into()),
+            ca_file: Some(path.to_owned()),
+            ..Default::default()
+        };
+        let public = Some("https://mcp.example.com/mcp");
+        assert!(Oidc::from_config(&with_ca(&good), None, public, JwksOptions::default()).is_ok());
+        for (path, expected) in
+            [(bad.clone(), "holds no PEM certificate"), (dir.join("missing.crt"), "missing.crt")]
+        {
+            let problems =
+                Oidc::from_config(&with_ca(&path), None, public, JwksOptions::default()).err().unwrap();
+            assert!(
+                problems.iter().any(|p| p.starts_with("auth.caFile") && p.contains(expected)),
+                "{problems:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
