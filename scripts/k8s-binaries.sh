@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test-ground binaries from Go modules, once per pinned version:
-#   kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes), etcd, helm.
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and the node's kubelet and
+#   kube-proxy (all k8s.io/kubernetes), etcd, helm.
 # Output: $MCP_FLEET_CACHE/k8s/<k8s-version>/bin. Idempotent: a second run only checks the files.
 # Prints the bin directory on the last line of stdout.
 set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib/go-tool.sh
+source "$here/scripts/lib/go-tool.sh"
+GO_TOOL_LOG_NAME=k8s-binaries
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
@@ -14,8 +19,9 @@ BIN="$ROOT/bin"
 SRC="$ROOT/src"
 mkdir -p "$BIN" "$SRC"
 
-log() { printf '[k8s-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-have() { [ -x "$BIN/$1" ] && [ -f "$BIN/$1.version" ] && [ "$(cat "$BIN/$1.version")" = "$2" ]; }
+log() { go_tool_log "$@"; }
+have() { go_tool_have "$BIN" "$1" "$2"; }
+KUBERNETES_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export CGO_ENABLED=0
@@ -24,8 +30,10 @@ minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 staging_version="v0.${K8S_VERSION#v1.}"
 
 build_kubernetes() {
-  if have kube-apiserver "$K8S_VERSION" && have kube-controller-manager "$K8S_VERSION" && have kubectl "$K8S_VERSION"; then
-    log "kube-apiserver, kube-controller-manager, kubectl $K8S_VERSION cached"
+  local cmd missing=()
+  for cmd in "${KUBERNETES_CMDS[@]}"; do have "$cmd" "$K8S_VERSION" || missing+=("$cmd"); done
+  if [ "${#missing[@]}" = 0 ]; then
+    log "${KUBERNETES_CMDS[*]} $K8S_VERSION cached"
     return
   fi
   local dir="$SRC/kubernetes"
@@ -48,25 +56,18 @@ build_kubernetes() {
       echo "replace $m => $m $staging_version"
     done
   } >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for cmd in "${KUBERNETES_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd"; done
+    printf ')\n'
+  } >"$dir/tools.go"
   (cd "$dir" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$dir/tidy.log" || { cat "$dir/tidy.log" >&2; exit 1; })
   local ldflags="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
-    if have "$cmd" "$K8S_VERSION"; then log "$cmd $K8S_VERSION cached"; continue; fi
+  for cmd in "${missing[@]}"; do
     log "building $cmd $K8S_VERSION (several minutes on 2 cores)"
     local t0=$SECONDS
     (cd "$dir" && go build -trimpath -tags tools -ldflags "$ldflags" -o "$BIN/$cmd" "k8s.io/kubernetes/cmd/$cmd")
@@ -76,38 +77,14 @@ GO
 }
 
 build_etcd() {
-  if have etcd "$ETCD_VERSION"; then log "etcd $ETCD_VERSION cached"; return; fi
-  local dir="$SRC/etcd"
-  mkdir -p "$dir"
-  log "building etcd $ETCD_VERSION"
-  local t0=$SECONDS
   # go.etcd.io/etcd/server/v3 replaces its sibling modules with relative paths, so `go install
-  # module@version` refuses it; a scratch module pins the siblings to the same release instead.
-  cat >"$dir/go.mod" <<MOD
-module mcpfleet.local/etcd-scratch
-
-go 1.26
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
-
-replace (
-	go.etcd.io/etcd/api/v3 => go.etcd.io/etcd/api/v3 $ETCD_VERSION
-	go.etcd.io/etcd/client/pkg/v3 => go.etcd.io/etcd/client/pkg/v3 $ETCD_VERSION
-	go.etcd.io/etcd/client/v3 => go.etcd.io/etcd/client/v3 $ETCD_VERSION
-	go.etcd.io/etcd/pkg/v3 => go.etcd.io/etcd/pkg/v3 $ETCD_VERSION
-)
-MOD
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import _ "go.etcd.io/etcd/server/v3"
-GO
-  (cd "$dir" && go mod tidy -e >/dev/null 2>"$dir/tidy.log" || { cat "$dir/tidy.log" >&2; exit 1; })
-  (cd "$dir" && go build -trimpath -tags tools -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
-  echo "$ETCD_VERSION" >"$BIN/etcd.version"
-  log "built etcd in $((SECONDS - t0))s"
+  # module@version` refuses it; the scratch module pins the siblings to the same release instead.
+  local m replaces=()
+  for m in api/v3 client/pkg/v3 client/v3 pkg/v3; do
+    replaces+=(--replace "go.etcd.io/etcd/$m => go.etcd.io/etcd/$m $ETCD_VERSION")
+  done
+  go_scratch_build "$BIN" etcd "$ETCD_VERSION" "$SRC/etcd" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 \
+    "${replaces[@]}"
 }
 
 build_helm() {
