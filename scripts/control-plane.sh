@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A throwaway Kubernetes control plane on loopback, the way envtest runs one: etcd,
 # kube-apiserver and kube-controller-manager (no kubelet, so pods never run), with fresh
-# certificates and an admin kubeconfig in a run directory.
+# certificates and an admin kubeconfig in a run directory. scripts/node.sh runs it with
+# CONTROL_PLANE_ADDRESS=<the node bridge's host address> and CONTROL_PLANE_NODE=1: the API server
+# then listens there (so pods reach it), kube-scheduler runs too, and the certificates and
+# kubeconfigs of the node's kubelet and kube-proxy are made beside the others.
 #
 #   scripts/control-plane.sh run <dir>   # foreground: start, wait until ready, print the kubeconfig
 #                                        # path; stop everything on stdin EOF, SIGTERM or SIGINT
@@ -14,7 +17,15 @@
 # kubeconfig (admin, group system:masters), pki/, logs/, pids, and `ready` once the API answers.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib/ports.sh
+source "$here/scripts/lib/ports.sh"
+# shellcheck source=scripts/lib/apt.sh
+source "$here/scripts/lib/apt.sh"
 TIMEOUT="${CONTROL_PLANE_TIMEOUT:-120}" # seconds to become ready
+ADDRESS="${CONTROL_PLANE_ADDRESS:-127.0.0.1}" # where the API server listens and what it advertises
+NODE_MODE="${CONTROL_PLANE_NODE:-}"           # non-empty: kube-scheduler and the node's credentials
+NODE_NAME="${CONTROL_PLANE_NODE_NAME:-mcp-fleet-node}"
+SERVICE_CIDR=10.0.0.0/16
 STOP_TIMEOUT=15                         # seconds each component gets to exit after SIGTERM
 log() { printf '[control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -26,28 +37,8 @@ k8s_bin() {
 ensure_openssl() {
   command -v openssl >/dev/null && return
   log "installing openssl (needed to generate certificates)"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >&2 &&
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >&2
+  apt_install openssl
   command -v openssl >/dev/null || die "openssl is missing and could not be installed"
-}
-
-# A TCP port on loopback that nothing uses now, below the ephemeral range (32768+) so that no
-# outgoing connection takes it meanwhile. Reads /proc instead of needing ss or python. Sets $port
-# (not printed: a subshell would forget the ports already handed out).
-declare -A taken=()
-free_port() {
-  local used
-  used="$(awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true)"
-  for _ in $(seq 200); do
-    port=$((20000 + RANDOM % 12000))
-    [ -z "${taken[$port]:-}" ] || continue
-    grep -qx "$(printf '%04X' "$port")" <<<"$used" && continue
-    taken[$port]=1
-    return
-  done
-  die "no free port found on 127.0.0.1"
 }
 
 # CA, API server serving certificate, client certificates, service-account key pair (all ECDSA P-256:
@@ -55,7 +46,7 @@ free_port() {
 gen_pki() {
   local pki="$1"
   mkdir -p "$pki"
-  cat >"$pki/openssl.cnf" <<'CNF'
+  cat >"$pki/openssl.cnf" <<CNF
 [req]
 distinguished_name = dn
 prompt = no
@@ -69,7 +60,13 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.0.0.1
+subjectAltName = IP:127.0.0.1, IP:$ADDRESS, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.0.0.1
+authorityKeyIdentifier = keyid
+[kubelet-serving]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:$ADDRESS, DNS:$NODE_NAME
 authorityKeyIdentifier = keyid
 [client]
 basicConstraints = critical, CA:FALSE
@@ -77,22 +74,36 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = clientAuth
 authorityKeyIdentifier = keyid
 CNF
-  local key
-  for key in ca apiserver admin controller-manager sa; do
+  local key keys=(ca apiserver admin controller-manager sa front-proxy-ca front-proxy-client)
+  [ -z "$NODE_MODE" ] || keys+=(scheduler apiserver-kubelet-client kubelet kubelet-serving kube-proxy)
+  for key in "${keys[@]}"; do
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$key.key" 2>/dev/null
   done
   chmod 600 "$pki"/*.key
   openssl req -x509 -new -config "$pki/openssl.cnf" -extensions ca -key "$pki/ca.key" -days 30 \
     -out "$pki/ca.crt"
-  sign() { # name subject extensions
+  # The aggregation layer (metrics.k8s.io) authenticates the API server to extension servers with
+  # a client certificate from a CA of its own.
+  openssl req -x509 -new -config "$pki/openssl.cnf" -extensions ca -key "$pki/front-proxy-ca.key" \
+    -subj /CN=mcp-fleet-front-proxy-ca -days 30 -out "$pki/front-proxy-ca.crt"
+  sign() { # name subject extensions [ca]
+    local ca="${4:-ca}"
     openssl req -new -key "$pki/$1.key" -subj "$2" -out "$pki/$1.csr"
-    openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+    openssl x509 -req -in "$pki/$1.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" -set_serial "0x$(openssl rand -hex 16)" \
       -days 30 -extfile "$pki/openssl.cnf" -extensions "$3" -out "$pki/$1.crt" 2>/dev/null
     rm -f "$pki/$1.csr"
   }
   sign apiserver "/CN=kube-apiserver" serving
   sign admin "/O=system:masters/CN=mcp-fleet-admin" client
   sign controller-manager "/CN=system:kube-controller-manager" client
+  sign front-proxy-client "/CN=front-proxy-client" client front-proxy-ca
+  if [ -n "$NODE_MODE" ]; then
+    sign scheduler "/CN=system:kube-scheduler" client
+    sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" client
+    sign kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" client
+    sign kubelet-serving "/CN=$NODE_NAME" kubelet-serving
+    sign kube-proxy "/CN=system:kube-proxy" client
+  fi
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 }
 
@@ -126,7 +137,7 @@ YAML
 }
 
 declare -A pids=()
-order=(kube-controller-manager kube-apiserver etcd) # stop order
+order=(kube-scheduler kube-controller-manager kube-apiserver etcd) # stop order
 stopping=""
 # Signal traps only set this flag; the loops below act on it. (Exiting from inside a SIGINT trap
 # and then stopping children from the EXIT trap crashes bash 5.2.)
@@ -200,7 +211,9 @@ run() {
   local t0=$SECONDS bin
   bin="$(k8s_bin)"
   local b
-  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+  local needed=(etcd kube-apiserver kube-controller-manager kubectl)
+  [ -z "$NODE_MODE" ] || needed+=(kube-scheduler)
+  for b in "${needed[@]}"; do
     [ -x "$bin/$b" ] || die "$bin/$b is missing: run scripts/k8s-binaries.sh (make k8s-binaries)"
   done
   ensure_openssl
@@ -209,7 +222,7 @@ run() {
 
   # Only the files this script owns: never a blanket delete of a directory given on the command line.
   rm -rf "$run_dir/pki" "$run_dir/etcd" "$run_dir/logs"
-  rm -f "$run_dir/kubeconfig" "$run_dir/controller-manager.kubeconfig" "$run_dir/pids" "$run_dir/ready"
+  rm -f "$run_dir"/*.kubeconfig "$run_dir/kubeconfig" "$run_dir/pids" "$run_dir/ready"
   mkdir -p "$run_dir/logs"
   echo $$ >"$run_dir/run.pid"
   trap stop_all EXIT
@@ -217,12 +230,16 @@ run() {
 
   gen_pki "$run_dir/pki"
   local etcd_port peer_port api_port pki="$run_dir/pki"
-  free_port && etcd_port=$port
-  free_port && peer_port=$port
-  free_port && api_port=$port
-  local server="https://127.0.0.1:$api_port"
+  free_port || die "no free port"; etcd_port=$port
+  free_port || die "no free port"; peer_port=$port
+  free_port || die "no free port"; api_port=$port
+  local server="https://$ADDRESS:$api_port"
   write_kubeconfig "$run_dir/kubeconfig" admin "$server"
   write_kubeconfig "$run_dir/controller-manager.kubeconfig" controller-manager "$server"
+  if [ -n "$NODE_MODE" ]; then
+    local user
+    for user in scheduler kubelet kube-proxy; do write_kubeconfig "$run_dir/$user.kubeconfig" "$user" "$server"; done
+  fi
 
   start_component etcd "$bin/etcd" --name cp --data-dir "$run_dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -232,11 +249,23 @@ run() {
   wait_until "etcd on port $etcd_port" etcd_healthy "$etcd_port"
   log "etcd healthy after $((SECONDS - t0))s"
 
+  # With a node: `kubectl logs/exec` and metrics go to the kubelet at its InternalIP (the node's
+  # name does not resolve here), as a client the kubelet's webhook authorizer admits.
+  local node_flags=()
+  [ -z "$NODE_MODE" ] || node_flags=(--kubelet-preferred-address-types InternalIP,Hostname
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt"
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" --kubelet-certificate-authority "$pki/ca.crt")
   start_component kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address "$ADDRESS" --advertise-address "$ADDRESS" --secure-port "$api_port" \
     --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
+    --enable-aggregator-routing=true \
+    "${node_flags[@]}" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.0.0.0/16 \
@@ -257,6 +286,10 @@ run() {
   # The service-account controller creating `default` in `default` shows the controllers run.
   wait_until "kube-controller-manager (ServiceAccount default/default)" \
     "${kubectl[@]}" get serviceaccount default --namespace default
+  if [ -n "$NODE_MODE" ]; then
+    start_component kube-scheduler "$bin/kube-scheduler" --kubeconfig "$run_dir/scheduler.kubeconfig" \
+      --leader-elect=false --secure-port 0
+  fi
 
   echo "$run_dir/kubeconfig" >"$run_dir/ready"
   log "ready in $((SECONDS - t0))s: API server $server"
@@ -297,7 +330,7 @@ usage_hint() {
   cat <<EOF
 kubeconfig: $1/kubeconfig
   export KUBECONFIG=$1/kubeconfig PATH=$bin:\$PATH; kubectl get ns
-stop it with: make cluster-down
+stop it with: make control-plane-down
 EOF
 }
 
