@@ -28,9 +28,17 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Starts the shared control plane if needed and creates a namespace `<prefix>-<random>`.
     pub async fn new(prefix: &str) -> TestNamespace {
+        Self::on(ControlPlane::shared, prefix).await
+    }
+
+    /// The same on the control plane with a node, where pods run ([`ControlPlane::with_node`]).
+    pub async fn on_node(prefix: &str) -> TestNamespace {
+        Self::on(ControlPlane::with_node, prefix).await
+    }
+
+    async fn on(start: fn() -> &'static ControlPlane, prefix: &str) -> TestNamespace {
         // Starting takes seconds and blocks: keep the test's runtime free meanwhile.
-        let plane =
-            tokio::task::spawn_blocking(ControlPlane::shared).await.expect("starting the control plane");
+        let plane = tokio::task::spawn_blocking(start).await.expect("starting the control plane");
         let client = plane.client().await;
         let name = unique_name(prefix);
         let namespace = Namespace {
@@ -124,18 +132,8 @@ impl TestNamespace {
     /// control plane's run directory: its stdout, or a panic showing what it printed.
     pub async fn helm(&self, args: &[&str]) -> String {
         let helm = self.plane.bin("helm");
-        let home = self.plane.run_dir().join("helm");
-        let home = home.to_str().expect("UTF-8 temporary directory");
-        let cache = format!("{home}/cache");
-        let config = format!("{home}/config");
-        let data = format!("{home}/data");
-        let env = [
-            ("KUBECONFIG", self.kubeconfig_str()),
-            ("HELM_NAMESPACE", self.name.as_str()),
-            ("HELM_CACHE_HOME", cache.as_str()),
-            ("HELM_CONFIG_HOME", config.as_str()),
-            ("HELM_DATA_HOME", data.as_str()),
-        ];
+        let env = helm_env(self.plane, &self.name);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let output = tools::run(&helm, args, &env, None).await;
         tools::expect_success(&helm, args, output)
     }
@@ -176,6 +174,20 @@ impl Drop for TestNamespace {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The environment of `helm` for `namespace` on `plane`: its kubeconfig, and helm's own state
+/// kept in the control plane's run directory (never the user's).
+pub fn helm_env(plane: &ControlPlane, namespace: &str) -> Vec<(&'static str, String)> {
+    let home = plane.run_dir().join("helm");
+    let home = home.to_str().expect("UTF-8 temporary directory");
+    vec![
+        ("KUBECONFIG", plane.kubeconfig_path().to_str().expect("UTF-8 temporary directory").to_owned()),
+        ("HELM_NAMESPACE", namespace.to_owned()),
+        ("HELM_CACHE_HOME", format!("{home}/cache")),
+        ("HELM_CONFIG_HOME", format!("{home}/config")),
+        ("HELM_DATA_HOME", format!("{home}/data")),
+    ]
 }
 
 /// `<prefix>-<8 hex>`, a valid namespace name (DNS label) whatever the prefix.

@@ -1,8 +1,9 @@
 //! A throwaway PostgreSQL 15 cluster (with pgvector) for the tests of one process, and fresh
 //! databases cloned from migrated templates. Never touches a shared or system cluster.
 //!
-//! The cluster lives in a temporary directory, listens on 127.0.0.1 at a free port, and is
-//! stopped and deleted when the test process exits (see [`crate::process`]). Run
+//! The cluster lives in a temporary directory, listens on 127.0.0.1 at a free port (and, for tests
+//! with pods, on the node bridge's host address too), and is stopped and deleted when the test
+//! process exits (see [`crate::process`]). Run
 //! `scripts/pg-install.sh` (or `make deps`) once to install PostgreSQL and pgvector.
 
 use std::collections::HashMap;
@@ -27,7 +28,16 @@ pub struct PgCluster {
     pub port: u16,
     pub dir: PathBuf,
     password: String,
+    /// The node bridge's host address it also listens on, for pods ([`PgCluster::shared_for_pods`]).
+    pod_address: Option<String>,
     guard: Mutex<Guarded>,
+}
+
+/// Where pods find a cluster: the host address it listens on and the pods' address range that
+/// `pg_hba.conf` admits (password authentication, as from loopback).
+pub struct PodNetwork<'a> {
+    pub host_address: &'a str,
+    pub pod_cidr: &'a str,
 }
 
 static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
@@ -42,10 +52,23 @@ pub fn pg_bin_dir() -> PathBuf {
 impl PgCluster {
     /// The cluster of this test process, started on first use.
     pub fn shared() -> &'static PgCluster {
-        CLUSTER.get_or_init(|| Self::start().unwrap_or_else(|e| panic!("{e}")))
+        CLUSTER.get_or_init(|| Self::start(None).unwrap_or_else(|e| panic!("{e}")))
     }
 
-    fn start() -> Result<Self, String> {
+    /// The cluster of this test process, reachable from pods too: it listens on the node bridge's
+    /// host address as well as loopback. The first call of either `shared*` decides; asking for
+    /// pods after a loopback-only start panics rather than give pods an unreachable database.
+    pub fn shared_for_pods(net: &PodNetwork<'_>) -> &'static PgCluster {
+        let cluster = CLUSTER.get_or_init(|| Self::start(Some(net)).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            cluster.pod_address.as_deref(),
+            Some(net.host_address),
+            "the test PostgreSQL cluster was started for loopback only: call shared_for_pods first"
+        );
+        cluster
+    }
+
+    fn start(pods: Option<&PodNetwork<'_>>) -> Result<Self, String> {
         let bin = pg_bin_dir();
         if !bin.join("initdb").exists() {
             return Err(format!(
@@ -73,6 +96,18 @@ impl PgCluster {
             .arg(format!("--pwfile={}", pwfile.display()))
             .args(["--no-sync", "-E", "UTF8", "--locale=C"]);
         run(&mut initdb)?;
+        let mut listen = "127.0.0.1".to_owned();
+        if let Some(net) = pods {
+            use std::io::Write as _;
+            let hba = data.join("pg_hba.conf");
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&hba)
+                .map_err(|e| format!("opening {}: {e}", hba.display()))?;
+            writeln!(f, "host all all {} scram-sha-256", net.pod_cidr).map_err(|e| e.to_string())?;
+            listen = format!("127.0.0.1,{}", net.host_address);
+        }
+        let listen_addresses = format!("listen_addresses={listen}");
 
         let port = free_port();
         let port_s = port.to_string();
@@ -88,7 +123,7 @@ impl PgCluster {
             "-k",
             &dir_s,
             "-c",
-            "listen_addresses=127.0.0.1",
+            &listen_addresses,
             "-c",
             "fsync=off",
             "-c",
@@ -105,7 +140,8 @@ impl PgCluster {
         let log = dir.join("postgres.log");
         let guard = Guarded::spawn(&argv, as_postgres.then_some("postgres"), "INT", Some(&dir), &log)
             .map_err(|e| format!("starting postgres: {e}"))?;
-        let cluster = PgCluster { port, dir, password, guard: Mutex::new(guard) };
+        let pod_address = pods.map(|n| n.host_address.to_owned());
+        let cluster = PgCluster { port, dir, password, pod_address, guard: Mutex::new(guard) };
         cluster.wait_ready(Duration::from_secs(30))?;
         Ok(cluster)
     }
@@ -139,6 +175,13 @@ impl PgCluster {
     /// A URL for `user`/`password` to database `db` over TCP on 127.0.0.1.
     pub fn url(&self, user: &str, password: &str, db: &str) -> String {
         format!("postgres://{user}:{password}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A URL for `user`/`password` to database `db` as pods reach it: on the node bridge's host
+    /// address. Panics for a cluster started without [`PgCluster::shared_for_pods`].
+    pub fn pod_url(&self, user: &str, password: &str, db: &str) -> String {
+        let host = self.pod_address.as_deref().expect("this PostgreSQL cluster was not started for pods");
+        format!("postgres://{user}:{password}@{host}:{}/{db}", self.port)
     }
 
     /// The superuser's URL for database `db`.

@@ -1,0 +1,436 @@
+//! The fleet on a real node, as a user meets it: the operator installed with `helm install` runs as
+//! pods, every tenant's server runs as a pod from the images built here (`scripts/images.sh`), and
+//! MCP clients reach tenants through the ingress controller with bearer tokens. One node, one
+//! PostgreSQL, one seeded database and one operator install serve the tests of this file (see
+//! `support::fleet`); each test has its own namespace and its own stores.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use mcp_fleet_core::server_config::ServerConfigFile;
+use mcp_fleet_e2e::{TestNamespace, eventually};
+use mcp_fleet_operator::crd::McpTenant;
+use serde_json::{Value, json};
+use support::fleet::{BUCKET, Fleet, OPERATOR, ingress_host, store_id};
+
+/// How long a tenant may take from `kubectl apply` to Ready on this 2-core machine.
+const READY_TIMEOUT: &str = "240s";
+
+async fn apply_tenant(ns: &TestNamespace, name: &str, spec: Value) -> McpTenant {
+    let t: McpTenant = serde_json::from_value(json!({
+        "apiVersion": "mcpfleet.io/v1alpha1",
+        "kind": "McpTenant",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("a valid McpTenant");
+    ns.api::<McpTenant>().create(&PostParams::default(), &t).await.expect("create the McpTenant")
+}
+
+/// `kubectl wait --for=condition=Ready mcpt/<name>`, as a user or a CI pipeline waits.
+async fn wait_ready(ns: &TestNamespace, name: &str) {
+    let mcpt = format!("mcpt/{name}");
+    let timeout = format!("--timeout={READY_TIMEOUT}");
+    let out = ns.kubectl_output(&["wait", "--for=condition=Ready", &mcpt, &timeout], None).await;
+    if !out.status.success() {
+        let describe = ns.kubectl_output(&["describe", &mcpt], None).await;
+        let pods = ns.kubectl_output(&["get", "pods,events", "-o", "wide"], None).await;
+        panic!(
+            "{mcpt} did not become Ready: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&describe.stdout),
+            String::from_utf8_lossy(&pods.stdout)
+        );
+    }
+}
+
+/// The endpoint the tenant's status advertises (the audience of its tokens).
+async fn endpoint(ns: &TestNamespace, name: &str) -> String {
+    let t = ns.api::<McpTenant>().get(name).await.expect("get the McpTenant");
+    t.status.and_then(|s| s.endpoint).expect("a Ready tenant advertises its endpoint")
+}
+
+fn name(prefix: &str) -> String {
+    format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// The holder of the operator's Lease.
+async fn leader(fleet: &Fleet) -> String {
+    let leases: Api<Lease> = Api::namespaced(fleet.plane.client().await, &fleet.operator_namespace);
+    let lease = leases.get(OPERATOR).await.expect("the operator's Lease");
+    lease.spec.and_then(|s| s.holder_identity).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_chart_runs_the_operator_as_two_pods_with_one_leader() {
+    let fleet = Fleet::shared().await;
+    let ns = &fleet.operator_namespace;
+    let pods: Api<Pod> = Api::namespaced(fleet.plane.client().await, ns);
+    let selector = "app.kubernetes.io/name=mcp-fleet,app.kubernetes.io/component=operator";
+    let list = pods.list(&ListParams::default().labels(selector)).await.unwrap();
+    let names: Vec<String> = list.items.iter().map(|p| p.name_any()).collect();
+    assert_eq!(list.items.len(), 2, "two operator replicas: {names:?}");
+    for pod in &list.items {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        assert_eq!(phase, Some("Running"), "{}", pod.name_any());
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.service_account_name.as_deref(), Some(OPERATOR), "only the chart's RBAC");
+        assert_eq!(
+            spec.containers[0].image.as_deref(),
+            Some(fleet.node.image("mcp-fleet-operator").as_str())
+        );
+    }
+    let holder = leader(fleet).await;
+    assert!(names.contains(&holder), "the Lease holder {holder:?} is one of {names:?}");
+    // Each replica's metrics, read through the API server's pod proxy: exactly one leads.
+    let mut leading = Vec::new();
+    for pod in &names {
+        let path = format!("/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/metrics");
+        let metrics = fleet.kubectl(&["get", "--raw", &path]).await;
+        let gauge = metrics
+            .lines()
+            .find(|l| l.starts_with("mcpfleet_operator_leader"))
+            .unwrap_or_else(|| panic!("no leader gauge in {pod}'s metrics"));
+        if gauge.trim_end().ends_with(" 1") {
+            leading.push(pod.clone());
+        }
+    }
+    assert_eq!(leading, [holder], "exactly the Lease holder says it leads");
+}
+
+#[tokio::test]
+async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("ready").await;
+    let t = name("seattle");
+    let started = Instant::now();
+    apply_tenant(&ns, &t, fleet.tenant_spec(&t, &["Zava Retail Seattle"])).await;
+    wait_ready(&ns, &t).await;
+    eprintln!("{t}: kubectl apply to Ready in {:.1?}", started.elapsed());
+
+    // What `kubectl get mcpt` shows a user.
+    let table = ns.kubectl(&["get", "mcpt", &t]).await;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STORES", "REPLICAS", "ENDPOINT", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[1], "True", "{table}");
+    assert_eq!(row[4], format!("http://{}/mcp", ingress_host(&t)), "{table}");
+
+    // The server pod passed its probes, as the non-root user of the image, with a read-only root.
+    let pods =
+        ns.api::<Pod>().list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={t}"))).await;
+    let pods = pods.unwrap().items;
+    let server = pods.iter().find(|p| p.name_any().starts_with(&t)).expect("a server pod");
+    let status = server.status.as_ref().unwrap();
+    let ready = status.conditions.as_ref().unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    assert!(ready, "the server pod is Ready: {status:?}");
+    let c = &server.spec.as_ref().unwrap().containers[0];
+    assert_eq!(c.image.as_deref(), Some(fleet.server_image.as_str()));
+    let pod = server.name_any();
+    let uid = ns.kubectl(&["exec", &pod, "--", "id", "-u"]).await;
+    assert_eq!(uid.trim(), "65532", "the image's non-root user");
+    let write = ns.kubectl_output(&["exec", &pod, "--", "touch", "/usr/local/bin/x"], None).await;
+    assert!(!write.status.success(), "the root filesystem is read-only");
+    assert!(String::from_utf8_lossy(&write.stderr).contains("Read-only file system"));
+}
+
+#[tokio::test]
+async fn clients_reach_two_tenants_through_the_ingress_and_each_sees_only_its_rows() {
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("ingress").await;
+    let tenants = [
+        (name("bellevue"), vec!["Zava Retail Bellevue"]),
+        (name("south"), vec!["Zava Retail Tacoma", "Zava Retail Spokane"]),
+    ];
+    for (t, stores) in &tenants {
+        apply_tenant(&ns, t, fleet.tenant_spec(t, stores)).await;
+    }
+    let per_store = json!({"postgresql_query": "SELECT store_id, count(*) AS n FROM retail.orders GROUP BY store_id ORDER BY store_id"});
+    for (t, stores) in &tenants {
+        wait_ready(&ns, t).await;
+        let token = fleet.token(&endpoint(&ns, t).await, t, "analyst");
+        // The ingress routes as soon as it has seen the Ingress and its endpoints.
+        let reply =
+            eventually(format!("{t} answering through the ingress"), Duration::from_secs(60), || async {
+                let r = fleet
+                    .call_through_ingress(&ingress_host(t), &token, "execute_sales_query", per_store.clone())
+                    .await;
+                (!r.is_error).then_some(r)
+            })
+            .await;
+        assert!(reply.tools.contains(&"execute_sales_query".to_owned()), "{:?}", reply.tools);
+        let seen: Vec<(i64, i64)> =
+            reply.rows().iter().map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap())).collect();
+        let truth = fleet.orders_per_store(stores).await;
+        assert!(!truth.is_empty() && truth.iter().all(|(_, n)| *n > 0), "the seed gave {t}'s stores orders");
+        assert_eq!(seen, truth, "{t} sees exactly its own stores' orders");
+    }
+    // metrics-server sees the server pods (what an HPA scales on): their CPU and memory.
+    let (a_name, _) = &tenants[0];
+    let selector = format!("app.kubernetes.io/instance={a_name}");
+    let top = eventually("metrics for the server pods", Duration::from_secs(90), || async {
+        let out = ns.kubectl_output(&["top", "pod", "-l", &selector, "--no-headers"], None).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.contains("Mi")).then_some(text)
+    })
+    .await;
+    eprintln!("{a_name}'s server pods after the calls (kubectl top: NAME CPU MEMORY): {}", top.trim());
+
+    // A token for one tenant is refused at the other's endpoint.
+    let (a, b) = (&tenants[0].0, &tenants[1].0);
+    let wrong = fleet.token(&endpoint(&ns, b).await, a, "analyst");
+    let url = format!("http://127.0.0.1:{}/mcp", fleet.node.ingress_port());
+    let status = reqwest_status(&url, &ingress_host(b), &wrong).await;
+    assert_eq!(status, 401, "a token naming {a} is refused by {b}'s server");
+}
+
+/// The HTTP status of an MCP `initialize` POST (no MCP client: only the refusal matters).
+async fn reqwest_status(url: &str, host: &str, token: &str) -> u16 {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "0"}}});
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url])
+        .args(["-H", &format!("Host: {host}"), "-H", &format!("Authorization: Bearer {token}")])
+        .args(["-H", "Content-Type: application/json", "-H", "Accept: application/json, text/event-stream"])
+        .args(["--data", &body.to_string()])
+        .output()
+        .await
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_shared_mode_server_becomes_ready_as_a_pod_and_isolates_tenants() {
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("shared").await;
+    // Two tenants served by one gateway: their roles and stores, made as the operator would.
+    let tenants = [(name("kirkland"), "Zava Retail Kirkland"), (name("online"), "Zava Retail Online")];
+    for (t, store) in &tenants {
+        let verifier = mcp_fleet_core::tenant::scram_verifier(&mcp_fleet_core::tenant::generate_password());
+        fleet
+            .superuser(&format!(
+                "SELECT tenancy.apply_tenant('{t}', ARRAY['{store}'], '{verifier}', 10, 5000)"
+            ))
+            .await;
+    }
+    let gateway = mcp_fleet_testkit::pg::unique_name("gw");
+    let password = mcp_fleet_core::tenant::generate_password();
+    fleet
+        .superuser(&format!(
+            "CREATE ROLE {gateway} LOGIN NOINHERIT PASSWORD '{password}' IN ROLE mcpfleet_gateway"
+        ))
+        .await;
+
+    // examples/shared-gateway.yaml as a user would adapt it: their database, issuer, host, image.
+    let host = ingress_host(&name("gateway"));
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/shared-gateway.yaml"))
+            .unwrap();
+    let mut docs: Vec<Value> = serde_saphyr::from_multiple(&example).expect("the example parses");
+    for doc in &mut docs {
+        doc["metadata"]["namespace"] = json!(ns.name());
+        match doc["kind"].as_str().unwrap() {
+            "ConfigMap" => {
+                let mut cfg: ServerConfigFile =
+                    serde_saphyr::from_str(doc["data"]["server.yaml"].as_str().unwrap())
+                        .expect("the example's server.yaml is a valid server config");
+                cfg.public_url = Some(format!("http://{host}/mcp"));
+                cfg.allowed_hosts.push(host.clone());
+                cfg.database.url = Some(fleet.pg.pod_url(&gateway, "", &fleet.db).replace(":@", "@"));
+                cfg.auth.issuer = Some(fleet.issuer_url.clone());
+                cfg.auth.ca_file = Some("/etc/mcp-fleet/auth-ca/ca.crt".into());
+                doc["data"]["server.yaml"] = json!(serde_saphyr::to_string(&cfg).unwrap());
+            }
+            "Deployment" => {
+                let pod = &mut doc["spec"]["template"]["spec"];
+                pod["containers"][0]["image"] = json!(fleet.server_image);
+                pod["containers"][0]["volumeMounts"].as_array_mut().unwrap().push(
+                    json!({"name": "auth-ca", "mountPath": "/etc/mcp-fleet/auth-ca", "readOnly": true}),
+                );
+                pod["volumes"].as_array_mut().unwrap().push(
+                    json!({"name": "auth-ca", "configMap": {"name": support::fleet::ISSUER_CA_CONFIG_MAP}}),
+                );
+                doc["spec"]["replicas"] = json!(1);
+            }
+            "Ingress" => doc["spec"]["rules"][0]["host"] = json!(host),
+            _ => {}
+        }
+    }
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta { name: Some("mcp-gateway-db".into()), ..Default::default() },
+        string_data: Some([("password".to_owned(), password.clone())].into()),
+        ..Secret::default()
+    };
+    ns.api::<Secret>().create(&PostParams::default(), &secret).await.unwrap();
+    let manifests =
+        docs.iter().map(|d| serde_json::to_string(d).unwrap()).collect::<Vec<_>>().join("\n---\n");
+    ns.kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifests)).await;
+    let out = ns
+        .kubectl_output(
+            &["rollout", "status", "deployment/mcp-gateway", &format!("--timeout={READY_TIMEOUT}")],
+            None,
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "the shared-mode server never became Ready: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let query = json!({"postgresql_query": "SELECT store_id, count(*) AS n FROM retail.orders GROUP BY store_id ORDER BY store_id"});
+    for (t, store) in &tenants {
+        let token = fleet.token(&format!("http://{host}/mcp"), t, "analyst");
+        let reply = eventually(format!("the gateway answering for {t}"), Duration::from_secs(60), || async {
+            let r = fleet.call_through_ingress(&host, &token, "execute_sales_query", query.clone()).await;
+            (!r.is_error).then_some(r)
+        })
+        .await;
+        let seen: Vec<(i64, i64)> =
+            reply.rows().iter().map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap())).collect();
+        assert_eq!(
+            seen,
+            fleet.orders_per_store(&[store]).await,
+            "{t} sees only {store} (id {})",
+            store_id(store)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_backup_job_from_the_cronjob_writes_a_backup_that_restores() {
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("backup").await;
+    let t = name("everett");
+    let store = "Zava Retail Everett";
+    // pg_dump locks each table it dumps, which needs table-level SELECT (README, Backups).
+    fleet.superuser("GRANT SELECT ON retail.customers TO mcpfleet_pii").await;
+    let creds = Secret {
+        metadata: kube::api::ObjectMeta { name: Some("backup-store".into()), ..Default::default() },
+        string_data: Some(
+            [
+                ("AWS_ENDPOINT", fleet.s3_endpoint.as_str()),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "S3RVER"),
+                ("AWS_SECRET_ACCESS_KEY", "S3RVER"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ),
+        ..Secret::default()
+    };
+    ns.api::<Secret>().create(&PostParams::default(), &creds).await.unwrap();
+    let mut spec = fleet.tenant_spec(&t, &[store]);
+    let destination = format!("s3://{BUCKET}/{t}");
+    spec["backup"] = json!({"schedule": "0 3 * * *", "destination": destination, "credentialsSecretRef": {"name": "backup-store"}});
+    apply_tenant(&ns, &t, spec).await;
+    wait_ready(&ns, &t).await;
+
+    let job = format!("{t}-manual");
+    ns.kubectl(&["create", "job", &format!("--from=cronjob/{t}-backup"), &job]).await;
+    let jobs: Api<Job> = ns.api();
+    let finished = eventually(format!("job/{job} to finish"), Duration::from_secs(240), || async {
+        let status = jobs.get(&job).await.ok()?.status?;
+        let done = |c: &str| status.conditions.iter().flatten().any(|x| x.type_ == c && x.status == "True");
+        (done("Complete") || done("Failed")).then(|| done("Complete"))
+    })
+    .await;
+    let logs = ns.kubectl_output(&["logs", &format!("job/{job}")], None).await;
+    let logs = format!("{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+    assert!(
+        finished,
+        "the backup Job failed:\n{logs}\n{}",
+        ns.kubectl(&["describe", &format!("job/{job}")]).await
+    );
+    assert!(logs.lines().any(|l| l.starts_with("backup: OK")), "{logs}");
+
+    // Restore it on the host into an empty database; the command verifies counts and fingerprints.
+    let target = mcp_fleet_testkit::TestDb::empty().await;
+    let bin =
+        tokio::task::spawn_blocking(|| mcp_fleet_e2e::WorkspaceBin::build("mcp-fleet-server")).await.unwrap();
+    let restored = tokio::process::Command::new(bin.path())
+        .args(["restore", "--from", &destination, "--into", &target.admin_url()])
+        .env("AWS_ENDPOINT", &fleet.s3_endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "S3RVER")
+        .env("AWS_SECRET_ACCESS_KEY", "S3RVER")
+        .output()
+        .await
+        .expect("run restore");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&restored.stdout), String::from_utf8_lossy(&restored.stderr));
+    assert!(restored.status.success(), "restore failed:\n{text}");
+    let orders: (i64,) =
+        sqlx::query_as("SELECT count(*) FROM retail.orders").fetch_one(&target.admin).await.unwrap();
+    let truth: i64 = fleet.orders_per_store(&[store]).await.iter().map(|(_, n)| n).sum();
+    assert_eq!(orders.0, truth, "the restored backup holds exactly {t}'s orders:\n{text}");
+}
+
+#[tokio::test]
+async fn the_standby_operator_takes_over_when_the_leader_pod_is_deleted() {
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("takeover").await;
+    let t = name("redmond");
+    apply_tenant(&ns, &t, fleet.tenant_spec(&t, &["Zava Retail Redmond"])).await;
+    wait_ready(&ns, &t).await;
+
+    let deployments: Api<Deployment> = ns.api();
+    let config_hash = |d: Deployment| {
+        d.spec
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.annotations)
+            .and_then(|mut a| a.remove("mcpfleet.io/config-hash"))
+    };
+    let hash_before =
+        config_hash(deployments.get(&t).await.unwrap()).expect("the pod template's config hash");
+    let leader = leader(fleet).await;
+    let deleted = Instant::now();
+    fleet.kubectl(&["-n", &fleet.operator_namespace, "delete", "pod", &leader, "--wait=false"]).await;
+    // Meanwhile the tenant changes: a new log level reaches its ConfigMap once someone leads.
+    ns.api::<McpTenant>()
+        .patch(&t, &PatchParams::default(), &Patch::Merge(json!({"spec": {"server": {"logLevel": "debug"}}})))
+        .await
+        .unwrap();
+    let successor = eventually("a new leader", Duration::from_secs(60), || async {
+        let h = self::leader(fleet).await;
+        (!h.is_empty() && h != leader).then_some(h)
+    })
+    .await;
+    let took = deleted.elapsed();
+    eprintln!("leader {leader} deleted; {successor} leads after {took:.1?}");
+    assert!(
+        took < Duration::from_secs(8 + 10),
+        "the standby takes over within the lease (8 s) and a margin: {took:?}"
+    );
+    let cms: Api<ConfigMap> = ns.api();
+    eventually("the changed log level in the tenant's ConfigMap", Duration::from_secs(60), || async {
+        let cm = cms.get(&format!("{t}-config")).await.ok()?;
+        let yaml = cm.data?.remove("server.yaml")?;
+        let cfg: ServerConfigFile = serde_saphyr::from_str(&yaml).ok()?;
+        (cfg.logging.level.as_deref() == Some("debug")).then_some(())
+    })
+    .await;
+    // And the server pods roll to it.
+    eventually("a new pod template", Duration::from_secs(60), || async {
+        let hash = config_hash(deployments.get(&t).await.ok()?)?;
+        (hash != hash_before).then_some(())
+    })
+    .await;
+    let rollout = ns
+        .kubectl_output(
+            &["rollout", "status", &format!("deployment/{t}"), &format!("--timeout={READY_TIMEOUT}")],
+            None,
+        )
+        .await;
+    assert!(rollout.status.success(), "{}", String::from_utf8_lossy(&rollout.stderr));
+}
