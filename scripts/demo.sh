@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# `make demo`: the whole fleet on one machine, on embedded defaults.
+# `make demo`: the whole fleet on one machine, on embedded defaults, as a user runs it on a cluster.
 #
 #   scripts/demo.sh          # bring everything up, run the tour, keep serving until Ctrl-C
 #   scripts/demo.sh --smoke  # the same, non-interactively: write the tour's results and stop
 #   scripts/demo.sh down     # stop whatever a previous run left behind
 #
-# 1. PostgreSQL + pgvector (local cluster), migrated, seeded, products embedded (local model).
-# 2. The local Kubernetes control plane, the CRDs, the operator as a local process, and two
-#    McpTenants (seattle: Seattle; eastside: Bellevue + Redmond).
-# 3. No kubelet runs pods, so each tenant's server runs as a local process from what the operator
-#    produced for it: the rendered ConfigMap and the generated credentials Secret. The servers
-#    really log in with the operator-provisioned tenant roles, and require tokens from a local
-#    OIDC issuer (development only).
-# 4. A tour with the official MCP Python SDK; 5. `kubectl get mcpt`.
+# 1. The images (scripts/images.sh: no Docker, no registry) and a one-node Kubernetes cluster
+#    (scripts/node.sh: control plane, containerd, kubelet, kube-proxy, CoreDNS, metrics-server,
+#    the Traefik ingress controller on loopback). Needs root.
+# 2. PostgreSQL + pgvector (local cluster, also listening on the node bridge for pods), migrated,
+#    seeded, products embedded (local model).
+# 3. A local OIDC issuer (development only) over HTTPS on the bridge, with a CA of its own.
+# 4. `helm install` of the operator (two pods, leader election) and two McpTenants (seattle:
+#    Seattle; eastside: Bellevue + Redmond): their servers run as pods behind Ingresses.
+# 5. A tour with the official MCP Python SDK through the ingress; 6. `kubectl get mcpt,pods`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 RUN="${MCP_FLEET_RUN_DIR:-$here/.run}"
 DEMO="$RUN/demo"
+NODE_DIR="$RUN/node"
 ISSUER_PORT="${MCP_FLEET_DEMO_ISSUER_PORT:-18400}"
 NS=retail
+OPERATOR_NS=mcp-system
 TENANTS=(seattle eastside)
 MODE="${1:-up}"
 export MCP_FLEET_RUN_DIR="$RUN"
@@ -32,7 +35,6 @@ done_in() { printf '    done in %ss\n' "$((SECONDS - t0))"; }
 say() { printf '    %s\n' "$*"; }
 die() { printf '\ndemo: %s\n' "$*" >&2; exit 1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start_bg() { # name, log, command...: start in the background, remember the pid
   local name="$1" log="$2"; shift 2
   setsid "$@" >"$log" 2>&1 < /dev/null &
@@ -51,24 +53,25 @@ stop_bg() {
 }
 down() {
   stop_bg
-  "$here/scripts/control-plane.sh" down "$RUN/k8s" >/dev/null 2>&1 || true
+  "$here/scripts/node.sh" down "$NODE_DIR" >/dev/null 2>&1 || true
   "$here/scripts/pg-cluster.sh" stop >/dev/null 2>&1 || true
 }
-wait_http() { # url, seconds
-  local url="$1" deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+wait_for() { # seconds, command...: poll until the command succeeds
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
     [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.3
+    sleep 0.5
   done
 }
 # Polls until condition $2 of object $3... is True. `kubectl wait --for=condition=` fails at once,
-# instead of waiting, while the object has no conditions yet (as a CRD just after it is created).
+# instead of waiting, while the object has no conditions yet.
 wait_condition() { # seconds, condition, kubectl get arguments...
   local deadline=$((SECONDS + $1)) cond="$2"
   shift 2
   until [ "$("$KUBECTL" get "$@" -o jsonpath="{.status.conditions[?(@.type==\"$cond\")].status}" 2>/dev/null)" = True ]; do
     [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.3
+    sleep 0.5
   done
 }
 
@@ -81,19 +84,37 @@ stop_bg   # leftovers of an interrupted run
 trap 'echo; echo "demo: stopping..."; down; echo "demo: stopped"' EXIT
 trap 'exit 130' INT TERM
 
-step "1/6 Dependencies (PostgreSQL + pgvector, embedding model, Kubernetes binaries, MCP Python SDK)"
+step "1/6 Dependencies and images (PostgreSQL + pgvector, model, Kubernetes and node binaries, MCP SDK)"
+[ "$(id -u)" = 0 ] || die "the demo runs a Kubernetes node (containerd, kubelet, a bridge, iptables): run it as root (sudo make demo)"
 "$here/scripts/pg-install.sh"
 "$here/scripts/model.sh" >/dev/null
 K8S_BIN="$("$here/scripts/k8s-binaries.sh" | tail -n1)"
+"$here/scripts/node-binaries.sh" >/dev/null
 PY="$("$here/scripts/py-env.sh" | tail -n1)"
-say "building mcp-fleet-server and mcp-fleet-operator"
-cargo build -q -p mcp-fleet-server -p mcp-fleet-operator --bins
+say "building mcp-fleet-server and mcp-fleet-operator, and their images"
+"$here/scripts/images.sh" | sed '$d' | sed 's/^/    /'
 TARGET="${CARGO_TARGET_DIR:-$here/target}/debug"
 KUBECTL="$K8S_BIN/kubectl"
+HELM="$K8S_BIN/helm"
 done_in
 
-step "2/6 PostgreSQL: migrate, seed the Zava sample, embed product descriptions"
-eval "$("$here/scripts/pg-cluster.sh" start)"
+step "2/6 Kubernetes: a one-node cluster (control plane, containerd, kubelet, kube-proxy, DNS, metrics, ingress)"
+if ! "$here/scripts/node.sh" up "$NODE_DIR" >"$DEMO/node-up.log" 2>&1; then
+  tail -n 25 "$DEMO/node-up.log" >&2
+  die "the Kubernetes node did not start (log: $NODE_DIR/node.log, component logs: $NODE_DIR/logs/).
+      It needs root, the cgroup v1 controllers under /sys/fs/cgroup, iptables, overlayfs and a free
+      10.244.0.0/24. Fix what the log names, then run \`make demo\` again; \`make cluster-down\` removes a
+      half-started node. The demo does not fall back to host processes."
+fi
+# shellcheck disable=SC1091
+source "$NODE_DIR/env"
+export KUBECONFIG
+INGRESS="http://127.0.0.1:$INGRESS_PORT"
+say "node $NODE_NAME Ready at $NODE_ADDRESS; ingress controller at $INGRESS"
+done_in
+
+step "3/6 PostgreSQL: migrate, seed the Zava sample, embed product descriptions"
+eval "$(PG_POD_ADDRESS="$NODE_ADDRESS" PG_POD_CIDR="$POD_CIDR" "$here/scripts/pg-cluster.sh" start)"
 "$TARGET/mcp-fleet-server" seed --migrate
 "$TARGET/mcp-fleet-server" embed
 # The operator's own login: a member of mcpfleet_operator, never a superuser.
@@ -103,86 +124,80 @@ SELECT format('CREATE ROLE mcpfleet_demo_operator LOGIN IN ROLE mcpfleet_operato
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcpfleet_demo_operator') \gexec
 ALTER ROLE mcpfleet_demo_operator PASSWORD :'pw';
 SQL
-OPERATOR_DB_URL="postgres://mcpfleet_demo_operator:$OP_PASSWORD@127.0.0.1:$PGPORT/$PGDATABASE"
+OPERATOR_DB_URL="postgres://mcpfleet_demo_operator:$OP_PASSWORD@$NODE_ADDRESS:$PGPORT/$PGDATABASE"
 done_in
 
-step "3/6 Kubernetes: control plane, CRDs, the operator, two McpTenants"
-"$here/scripts/control-plane.sh" up "$RUN/k8s" >/dev/null
-KUBECONFIG="$RUN/k8s/kubeconfig"
-export KUBECONFIG
-"$KUBECTL" apply --server-side -f "$here/crds/" >/dev/null
-wait_condition 60 Established crd/mcptenants.mcpfleet.io || die "the McpTenant CRD was not established within 60 s"
-"$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-if ! curl -fsS -o /dev/null "http://127.0.0.1:$ISSUER_PORT/jwks" 2>/dev/null; then
-  start_bg issuer "$DEMO/issuer.log" "$PY" "$here/e2e/python/demo_issuer.py" serve --dir "$DEMO/issuer" --port "$ISSUER_PORT"
-fi
-ISSUER="http://127.0.0.1:$ISSUER_PORT"
-wait_http "$ISSUER/jwks" 20 || die "the demo OIDC issuer did not start (see $DEMO/issuer.log)"
-OP_PORT="$(free_port)"
-start_bg operator "$DEMO/operator.log" env MCP_FLEET_OPERATOR_DATABASE_URL="$OPERATOR_DB_URL" \
-  "$TARGET/mcp-fleet-operator" --leader-election=false --listen "127.0.0.1:$OP_PORT" --log-format text --resync-interval 1m
-wait_http "http://127.0.0.1:$OP_PORT/health" 30 || die "the operator did not start (see $DEMO/operator.log)"
-for t in "${TENANTS[@]}"; do
-  sed "s#http://127.0.0.1:18400#$ISSUER#" "$here/examples/demo/$t.yaml" | "$KUBECTL" apply -f - >/dev/null
+step "4/6 The operator (helm install, images built here) and two McpTenants"
+ISSUER="https://$NODE_ADDRESS:$ISSUER_PORT"
+rm -f "$DEMO/issuer/ca.crt"
+start_bg issuer "$DEMO/issuer.log" "$PY" "$here/e2e/python/demo_issuer.py" serve --dir "$DEMO/issuer" \
+  --port "$ISSUER_PORT" --host "$NODE_ADDRESS" --tls
+wait_for 30 curl -fsS --cacert "$DEMO/issuer/ca.crt" -o /dev/null "$ISSUER/jwks" \
+  || die "the demo OIDC issuer did not start (see $DEMO/issuer.log)"
+image() { awk -F'\t' -v n="/$1:" 'index($1, n) {print $1; exit}' "$IMAGES_INDEX"; }
+OPERATOR_IMAGE="$(image mcp-fleet-operator)"
+SERVER_IMAGE="$(image mcp-fleet-server)"
+for ns in "$OPERATOR_NS" "$NS"; do
+  "$KUBECTL" create namespace "$ns" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 done
+"$KUBECTL" -n "$OPERATOR_NS" create secret generic pg-admin --from-literal=url="$OPERATOR_DB_URL" \
+  --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+export HELM_CACHE_HOME="$DEMO/helm/cache" HELM_CONFIG_HOME="$DEMO/helm/config" HELM_DATA_HOME="$DEMO/helm/data"
+"$HELM" upgrade --install mcp-fleet "$here/charts/mcp-fleet" -n "$OPERATOR_NS" \
+  --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" --set image.pullPolicy=Never \
+  --set serverImage="$SERVER_IMAGE" --set database.existingSecret=pg-admin --set logging.format=text \
+  --wait --timeout 180s >/dev/null || die "the operator did not become ready: $("$KUBECTL" -n "$OPERATOR_NS" get pods 2>&1)"
+say "operator: $("$KUBECTL" -n "$OPERATOR_NS" get pods -l app.kubernetes.io/component=operator --no-headers | wc -l) pods, leader $("$KUBECTL" -n "$OPERATOR_NS" get lease mcp-fleet-operator -o jsonpath='{.spec.holderIdentity}')"
+"$KUBECTL" -n "$NS" create configmap demo-issuer-ca --from-file=ca.crt="$DEMO/issuer/ca.crt" \
+  --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 for t in "${TENANTS[@]}"; do
-  wait_condition 90 DatabaseReady -n "$NS" "mcpt/$t" \
-    || die "tenant $t did not get its database roles: $("$KUBECTL" -n "$NS" get mcpt "$t" -o jsonpath='{.status.conditions}')"
-  say "$t: roles, Secret, ConfigMap, Deployment, Service, HPA, PDB, NetworkPolicy applied by the operator"
+  sed "s#https://10.244.0.1:18400#$ISSUER#" "$here/examples/demo/$t.yaml" | "$KUBECTL" apply -f - >/dev/null
 done
-done_in
-
-step "4/6 Tenant servers from the operator's ConfigMaps and Secrets (no kubelet: local processes)"
 declare -A URL TOKEN
 for t in "${TENANTS[@]}"; do
-  dir="$DEMO/tenants/$t"; mkdir -p "$dir"; chmod 700 "$dir"
-  "$KUBECTL" -n "$NS" get configmap "$t-config" -o jsonpath='{.data.server\.yaml}' >"$dir/server.yaml"
-  ( umask 077; "$KUBECTL" -n "$NS" get secret "$t-db-credentials" -o jsonpath='{.data.password}' | base64 -d >"$dir/password" )
-  port="$(free_port)"
-  URL[$t]="http://127.0.0.1:$port/mcp"
-  start_bg "server-$t" "$dir/server.log" "$TARGET/mcp-fleet-server" serve --config "$dir/server.yaml" \
-    --listen "127.0.0.1:$port" --public-url "${URL[$t]}" --database-password-file "$dir/password" --log-format text
-  wait_http "http://127.0.0.1:$port/health/ready" 60 \
-    || die "the $t server is not ready: $(curl -s "http://127.0.0.1:$port/health/ready"; tail -n 5 "$dir/server.log")"
+  wait_condition 240 Ready -n "$NS" "mcpt/$t" \
+    || die "tenant $t did not become Ready: $("$KUBECTL" -n "$NS" describe mcpt "$t" | tail -n 20)"
+  URL[$t]="$("$KUBECTL" -n "$NS" get mcpt "$t" -o jsonpath='{.status.endpoint}')"
   TOKEN[$t]="$("$PY" "$here/e2e/python/demo_issuer.py" token --dir "$DEMO/issuer" --issuer "$ISSUER" --aud "${URL[$t]}" --tenant "$t" --roles analyst)"
-  say "$t: ${URL[$t]} (logged in as mcpt_${t}_login, ready)"
+  say "$t: Ready; its servers run as pods, reached at ${URL[$t]} through the ingress"
 done
 done_in
 
-step "5/6 Tour with the official MCP Python SDK"
+step "5/6 Tour with the official MCP Python SDK, through the ingress"
 args=()
 for t in "${TENANTS[@]}"; do args+=(--tenant "$t" "${URL[$t]}" "${TOKEN[$t]}"); done
-"$PY" "$here/e2e/python/demo_tour.py" "${args[@]}" --json "$DEMO/tour.json"
+"$PY" "$here/e2e/python/demo_tour.py" "${args[@]}" --via "$INGRESS" --json "$DEMO/tour.json"
 done_in
 
-step "6/6 kubectl get mcpt"
+step "6/6 kubectl get mcpt,pods"
 "$KUBECTL" -n "$NS" get mcpt
-say "(no kubelet runs pods here, so Deployments report 0 available replicas; the servers above"
-say " are those pods' containers run locally from the same ConfigMap and Secret)"
+"$KUBECTL" -n "$NS" get pods -o wide
+"$KUBECTL" -n "$NS" top pods 2>/dev/null || true
 
 printf '\n\033[1mThe fleet is up after %ss.\033[0m\n' "$((SECONDS - started))"
 for t in "${TENANTS[@]}"; do
-  ( umask 077; printf '%s\n' "${TOKEN[$t]}" >"$DEMO/tenants/$t/token" )
+  ( umask 077; mkdir -p "$DEMO/tenants/$t"; printf '%s\n' "${TOKEN[$t]}" >"$DEMO/tenants/$t/token" )
+  host="${URL[$t]#http://}"; host="${host%%/*}"
   cat <<INFO
 
   Tenant $t
-    MCP endpoint  ${URL[$t]}
+    MCP endpoint  ${URL[$t]} (the ingress on this machine: http://$host:$INGRESS_PORT/mcp)
     Bearer token  ${TOKEN[$t]:0:24}... (full token in $DEMO/tenants/$t/token, valid 8 h)
     VS Code (.vscode/mcp.json):
-      {"servers": {"zava-$t": {"type": "http", "url": "${URL[$t]}", "headers": {"Authorization": "Bearer \${input:zava-$t-token}"}}},
+      {"servers": {"zava-$t": {"type": "http", "url": "http://$host:$INGRESS_PORT/mcp", "headers": {"Authorization": "Bearer \${input:zava-$t-token}"}}},
        "inputs": [{"id": "zava-$t-token", "type": "promptString", "password": true, "description": "mcp-fleet $t token"}]}
-    Claude Desktop (claude_desktop_config.json):
-      {"mcpServers": {"zava-$t": {"command": "npx", "args": ["-y", "mcp-remote", "${URL[$t]}", "--header", "Authorization: Bearer \${ZAVA_TOKEN}"], "env": {"ZAVA_TOKEN": "<token>"}}}}
-    Try it:  curl -s ${URL[$t]} -H "Authorization: Bearer \$(cat $DEMO/tenants/$t/token)" -H 'Content-Type: application/json' \\
-               -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-06-18' \\
+    Try it:  curl -s $INGRESS/mcp -H 'Host: $host' -H "Authorization: Bearer \$(cat $DEMO/tenants/$t/token)" \\
+               -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\
+               -H 'MCP-Protocol-Version: 2025-06-18' \\
                -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_current_utc_date","arguments":{}}}'
 INFO
 done
 cat <<NEXT
 
-  Next: export KUBECONFIG=$KUBECONFIG and try \`kubectl -n $NS describe mcpt eastside\`,
-        edit a tenant (\`kubectl -n $NS edit mcpt seattle\`) and watch the operator ($DEMO/operator.log),
-        or connect psql: eval "\$(scripts/pg-cluster.sh env)" && psql
+  Next: export KUBECONFIG=$KUBECONFIG PATH=$K8S_BIN:\$PATH, then try \`kubectl -n $NS describe mcpt eastside\`,
+        edit a tenant (\`kubectl -n $NS edit mcpt seattle\`) and watch the pods roll, read the operator's
+        log (\`kubectl -n $OPERATOR_NS logs deploy/mcp-fleet-operator\`), or connect psql:
+        eval "\$(scripts/pg-cluster.sh env)" && psql
 NEXT
 
 if [ "$SMOKE" = 1 ]; then

@@ -6,6 +6,9 @@
 #   scripts/pg-cluster.sh env     # prints DATABASE_URL etc. for a running cluster
 #   scripts/pg-cluster.sh stop    # stop (data kept under $RUN_DIR/pg)
 #   scripts/pg-cluster.sh destroy # stop and delete the data
+#
+# PG_POD_ADDRESS and PG_POD_CIDR (both or neither): also listen on that host address (the node
+# bridge's, so that pods reach the database) and admit password logins from that range.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 RUN_DIR="${MCP_FLEET_RUN_DIR:-$here/.run}"
@@ -13,6 +16,8 @@ PG_BIN="${MCP_FLEET_PG_BIN:-/usr/lib/postgresql/15/bin}"
 DIR="$RUN_DIR/pg"
 DATA="$DIR/data"
 DB="${MCP_FLEET_DB:-zava}"
+POD_ADDRESS="${PG_POD_ADDRESS:-}"
+POD_CIDR="${PG_POD_CIDR:-}"
 log() { printf '[pg-cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 as_pg() {
@@ -39,12 +44,23 @@ start() {
     as_pg "$PG_BIN/initdb" -D "$DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
       --pwfile="$DIR/superuser-password" -E UTF8 --locale=C >/dev/null
   fi
+  local listen=127.0.0.1
+  if [ -n "$POD_ADDRESS" ]; then
+    listen="127.0.0.1,$POD_ADDRESS"
+    grep -qF "host all all $POD_CIDR scram-sha-256" "$DATA/pg_hba.conf" ||
+      echo "host all all $POD_CIDR scram-sha-256" >>"$DATA/pg_hba.conf"
+  fi
+  if running && [ "$(cat "$DIR/listen" 2>/dev/null)" != "$listen" ]; then
+    log "restarting to listen on $listen"
+    as_pg "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
+  fi
   if running; then
-    log "already running on 127.0.0.1:$(port)"
+    log "already running on $listen:$(port)"
   else
-    log "starting PostgreSQL on 127.0.0.1:$(port)"
+    log "starting PostgreSQL on $listen:$(port)"
+    echo "$listen" >"$DIR/listen"
     as_pg "$PG_BIN/pg_ctl" -D "$DATA" -l "$DIR/postgres.log" -w -t 60 \
-      -o "-p $(port) -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB" start >/dev/null
+      -o "-p $(port) -k $DIR -c listen_addresses=$listen -c max_connections=300 -c shared_buffers=256MB" start >/dev/null
   fi
   if ! PGPASSWORD="$(password)" "$PG_BIN/psql" -h 127.0.0.1 -p "$(port)" -U postgres -d postgres -tAc \
        "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then

@@ -1,8 +1,10 @@
 """The `make demo` tour: a real MCP client (the official Python SDK) talks to each tenant's
 server with that tenant's token, asks the same questions, and shows what isolation looks like.
 
-    python demo_tour.py --tenant NAME URL TOKEN [--tenant ...] [--json OUT]
+    python demo_tour.py --tenant NAME URL TOKEN [--tenant ...] [--via http://127.0.0.1:PORT] [--json OUT]
 
+URL is the tenant's endpoint. With --via, requests go to that address instead (the ingress
+controller on loopback) with the endpoint's host in the Host header, as if DNS pointed there.
 Prints a readable tour; with --json also writes the results for the smoke test.
 """
 
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import json
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 from mcp import Client
@@ -28,9 +31,17 @@ CROSS_TENANT = "SELECT count(*) AS seattle_orders FROM retail.orders o JOIN reta
 MAPPING = "SELECT * FROM tenancy.tenant_stores"
 
 
+VIA: str | None = None
+
+
 @asynccontextmanager
 async def connect(url: str, token: str):
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+    headers = {"Authorization": f"Bearer {token}"}
+    if VIA:
+        endpoint, via = urlsplit(url), urlsplit(VIA)
+        headers["Host"] = endpoint.netloc
+        url = urlunsplit((via.scheme, via.netloc, endpoint.path, endpoint.query, ""))
+    async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
         async with Client(streamable_http_client(url, http_client=http)) as client:
             yield client
 
@@ -54,8 +65,11 @@ def table(result: dict) -> str:
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tenant", nargs=3, action="append", metavar=("NAME", "URL", "TOKEN"), required=True)
+    p.add_argument("--via", help="send requests here (the ingress), with the endpoint's Host header")
     p.add_argument("--json")
     a = p.parse_args()
+    global VIA
+    VIA = a.via
     out: dict = {"tenants": {}}
 
     first_name, first_url, first_token = a.tenant[0]

@@ -1,5 +1,6 @@
 //! `make demo`, run non-interactively (`scripts/demo.sh --smoke`) in a scratch run directory:
-//! the whole fleet comes up on this machine and the tour's results are what a newcomer should see.
+//! the whole fleet comes up on this machine's node (operator and servers as pods, the tour through
+//! the ingress) and the tour's results are what a newcomer should see.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -56,10 +57,12 @@ fn make_demo_brings_up_the_fleet_and_the_tour_shows_isolation() {
         text.contains("kubectl get mcpt") && text.contains("seattle") && text.contains("eastside"),
         "{text}"
     );
-    // Everything was stopped again: nothing listens on the issuer port any more.
-    assert!(
-        std::net::TcpListener::bind(("127.0.0.1", issuer_port)).is_ok(),
-        "the demo left its issuer running"
-    );
+    assert!(text.contains("kubectl get mcpt,pods") && text.contains("Running"), "{text}");
+    // Everything was stopped again: the node is gone with its bridge, and so is the issuer.
+    let bridge = Command::new("ip").args(["link", "show", "mcpf0"]).output().expect("ip link");
+    assert!(!bridge.status.success(), "the demo left its node's bridge behind");
+    let issuer =
+        Command::new("pgrep").args(["-f", &format!("demo_issuer.py serve .*--port {issuer_port}")]).output();
+    assert!(issuer.map(|o| o.stdout.is_empty()).unwrap_or(true), "the demo left its issuer running");
     let _ = std::fs::remove_dir_all(&run);
 }
