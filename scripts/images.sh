@@ -50,7 +50,7 @@ from any registry.
               server-base   = bookworm-slim + ca-certificates + postgresql-client-15,
               operator-base = the distroless cc equivalent (glibc, libgcc, libstdc++, libssl,
                               CA bundle, tzdata, user nonroot 65532; no shell);
-            - the binaries of \`cargo build -p mcp-fleet-server -p mcp-fleet-operator --bins\`
+            - the binaries of \`cargo build --workspace --bin mcp-fleet-server --bin mcp-fleet-operator\`
               (run here; debug info stripped from the copies);
             - the model of scripts/model.sh.
   addons  the node's add-ons, FROM scratch with one static binary of scripts/node-binaries.sh:
@@ -359,8 +359,10 @@ build_fleet() {
   operator_base="$(ensure_base operator)"
 
   t0=$SECONDS
-  log "cargo build -p mcp-fleet-server -p mcp-fleet-operator --bins ${profile_flag[*]}"
-  (cd "$here" && cargo build -q -p mcp-fleet-server -p mcp-fleet-operator --bins "${profile_flag[@]}" >&2)
+  # --workspace resolves features as the tests' builds of these binaries do (e2e's WorkspaceBin),
+  # so one build serves both.
+  log "cargo build --workspace --bin mcp-fleet-server --bin mcp-fleet-operator ${profile_flag[*]}"
+  (cd "$here" && cargo build -q --workspace --bin mcp-fleet-server --bin mcp-fleet-operator "${profile_flag[@]}" >&2)
   log "cargo build done in $((SECONDS - t0))s"
 
   key="$(stage_binaries)"

@@ -177,6 +177,31 @@ cleanup() {
 # ---------------------------------------------------------------------------------------------
 # Start-up
 
+# The machine-wide lock, held on descriptor 8 for the life of this script, with this script's pid in
+# $STATE/owner. A lock whose owner is gone is held by processes of a killed run that inherited it
+# (containerd's shims): they are killed, since nothing else opens that file.
+take_lock() { # seconds to wait for a live owner
+  mkdir -p "$STATE"
+  exec 8>"$STATE/lock"
+  if ! flock -n 8; then
+    local owner f
+    owner="$(cat "$STATE/owner" 2>/dev/null || true)"
+    if [ -n "$owner" ] && [ "$owner" != $$ ] && tr '\0' ' ' <"/proc/$owner/cmdline" 2>/dev/null | grep -q 'node.sh run'; then
+      log "another node runs on this machine (pid $owner): waiting up to ${1}s for it to stop"
+      flock -w "$1" 8 || die "another node still runs (pid $owner): stop it first (make cluster-down, or its test run)"
+    else
+      log "the lock outlived its node: stopping the processes of a killed run that still hold it"
+      for f in /proc/[0-9]*/fd/*; do
+        [ "$(readlink "$f" 2>/dev/null)" = "$STATE/lock" ] || continue
+        f="${f#/proc/}"
+        [ "${f%%/*}" = $$ ] || kill -KILL "${f%%/*}" 2>/dev/null || true
+      done
+      flock -w 10 8 || die "cannot take $STATE/lock"
+    fi
+  fi
+  echo $$ >"$STATE/owner"
+}
+
 ensure_host_tools() {
   # shellcheck source=scripts/lib/apt.sh
   source "$here/scripts/lib/apt.sh"
@@ -210,7 +235,8 @@ signalled=""
 start_component() { # name argv...
   local name="$1"
   shift
-  setpriv --pdeathsig KILL -- "$@" >"$run_dir/logs/$name.log" 2>&1 </dev/null &
+  # 8>&-: the lock's descriptor must not outlive this script in containerd's shims.
+  setpriv --pdeathsig KILL -- "$@" >"$run_dir/logs/$name.log" 2>&1 </dev/null 8>&- &
   pids[$name]=$!
 }
 
@@ -446,12 +472,7 @@ run() {
   local b
   for b in kubelet kube-proxy kube-scheduler kubectl; do [ -x "$K8S_BIN/$b" ] || die "$K8S_BIN/$b is missing"; done
 
-  mkdir -p "$STATE"
-  exec 8>"$STATE/lock"
-  if ! flock -n 8; then
-    log "another node runs on this machine (lock $STATE/lock): waiting for it to stop"
-    flock -w "$TIMEOUT" 8 || die "another node still runs after ${TIMEOUT}s (scripts/node.sh down, or its test run)"
-  fi
+  take_lock "$TIMEOUT"
   cleanup
   save_sysctls
   [ -e /var/lib/cni ] || touch "$STATE/made-var-lib-cni"
@@ -471,7 +492,7 @@ run() {
   mkdir -p "$cp_dir"
   CONTROL_PLANE_ADDRESS="$NODE_ADDRESS" CONTROL_PLANE_NODE=1 CONTROL_PLANE_NODE_NAME="$NODE_NAME" \
     MCP_FLEET_K8S_BIN="$K8S_BIN" setpriv --pdeathsig TERM -- \
-    bash "$here/scripts/control-plane.sh" run "$cp_dir" </dev/null >"$run_dir/logs/control-plane.log" 2>&1 &
+    bash "$here/scripts/control-plane.sh" run "$cp_dir" </dev/null >"$run_dir/logs/control-plane.log" 2>&1 8>&- &
   pids[control-plane]=$!
   free_port && kubelet_healthz_port=$port
   free_port && proxy_healthz_port=$port
@@ -888,9 +909,7 @@ case "${1:-}" in
   up) up "${2:-}" ;;
   down) down "${2:-}" ;;
   cleanup)
-    mkdir -p "$STATE"
-    exec 8>"$STATE/lock"
-    flock -w 5 8 || die "a node is running on this machine (scripts/node.sh down first)"
+    take_lock 5
     cleanup
     log "cleaned up"
     ;;

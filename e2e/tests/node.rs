@@ -434,3 +434,132 @@ async fn the_standby_operator_takes_over_when_the_leader_pod_is_deleted() {
         .await;
     assert!(rollout.status.success(), "{}", String::from_utf8_lossy(&rollout.stderr));
 }
+
+/// A network namespace this test creates, joined to the host by a veth pair on a TEST-NET-2
+/// address: a stand-in for "anywhere off the bridge" that no packet can really leave the machine
+/// for. Removed on drop.
+struct Outside {
+    netns: String,
+    listener: std::process::Child,
+}
+
+impl Outside {
+    const HOST: &str = "198.51.100.1";
+    const FAR: &str = "198.51.100.2";
+
+    fn new() -> Outside {
+        let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let (netns, host_end) = (format!("mcpf-outside-{id}"), format!("mcpfo{id}"));
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("ip").args(args).output().expect("ip");
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(&["netns", "add", &netns]);
+        run(&["link", "add", &host_end, "type", "veth", "peer", "name", "far", "netns", &netns]);
+        run(&["addr", "add", &format!("{}/30", Self::HOST), "dev", &host_end]);
+        run(&["link", "set", &host_end, "up"]);
+        run(&["-n", &netns, "addr", "add", &format!("{}/30", Self::FAR), "dev", "far"]);
+        run(&["-n", &netns, "link", "set", "far", "up"]);
+        let listener = std::process::Command::new("ip")
+            .args(["netns", "exec", &netns, "python3", "-m", "http.server", "--bind", Self::FAR, "8080"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("a listener in the namespace");
+        Outside { netns, listener }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.netns]).status();
+    }
+}
+
+/// Packets the node's guard chain has dropped so far.
+fn guard_drops() -> u64 {
+    let out = std::process::Command::new("iptables")
+        .args(["-w", "-t", "mangle", "-L", "MCPF-GUARD", "-v", "-x", "-n"])
+        .output();
+    let text = String::from_utf8_lossy(&out.expect("iptables").stdout).into_owned();
+    text.lines()
+        .filter(|l| l.contains("DROP"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn pods_reach_nothing_beyond_the_node_bridge_and_image_pulls_fail_at_once() {
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("egress").await;
+    let outside = Outside::new();
+    let url = format!("http://{}:8080/", Outside::FAR);
+    // The host reaches the namespace: the path exists, and a forwarded packet could take it.
+    eventually("the listener in the namespace", Duration::from_secs(30), || async {
+        let out = tokio::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", &url])
+            .output()
+            .await
+            .ok()?;
+        (String::from_utf8_lossy(&out.stdout) == "200").then_some(())
+    })
+    .await;
+    ns.kubectl(&[
+        "run",
+        "probe",
+        &format!("--image={}", fleet.server_image),
+        "--restart=Never",
+        "--command",
+        "--",
+        "sleep",
+        "300",
+    ])
+    .await;
+    ns.kubectl(&["wait", "--for=condition=Ready", "pod/probe", "--timeout=90s"]).await;
+    let drops_before = guard_drops();
+    let attempt = format!("exec 3<>/dev/tcp/{}/8080 && echo connected", Outside::FAR);
+    let out = ns.kubectl_output(&["exec", "probe", "--", "timeout", "5", "bash", "-c", &attempt], None).await;
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success() && !said.contains("connected"), "a pod reached {}: {said}", Outside::FAR);
+    assert!(guard_drops() > drops_before, "the node's guard chain dropped the pod's packets");
+    // Inside the bridge everything works: the pod reaches the API server's Service.
+    let api = ns
+        .kubectl_output(
+            &[
+                "exec",
+                "probe",
+                "--",
+                "timeout",
+                "5",
+                "bash",
+                "-c",
+                "exec 3<>/dev/tcp/10.0.0.1/443 && echo connected",
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        String::from_utf8_lossy(&api.stdout).contains("connected"),
+        "{}",
+        String::from_utf8_lossy(&api.stderr)
+    );
+    drop(outside);
+
+    // An image that is not on the node is never fetched from anywhere: the pull fails at once.
+    let started = Instant::now();
+    ns.kubectl(&["run", "pull", "--image=localhost:5999/not-here:1", "--restart=Never"]).await;
+    let pods: Api<Pod> = ns.api();
+    let reason = eventually("the pull to fail", Duration::from_secs(60), || async {
+        let status = pods.get("pull").await.ok()?.status?;
+        let waiting = status.container_statuses?.first()?.state.clone()?.waiting?;
+        let reason = waiting.reason.unwrap_or_default();
+        (reason == "ErrImagePull" || reason == "ImagePullBackOff")
+            .then(|| waiting.message.unwrap_or_default())
+    })
+    .await;
+    assert!(reason.contains("127.0.0.1:9"), "the pull went to the closed loopback port: {reason}");
+    eprintln!("an image pull failed after {:.1?}: {reason}", started.elapsed());
+}
