@@ -28,7 +28,7 @@ fn sysctls() -> Vec<(String, String)> {
 fn traces(dir: &Path) -> Vec<String> {
     let dir = dir.to_str().expect("UTF-8 path");
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+    for entry in std::fs::read_dir("/proc").expect("reading /proc").flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         for marker in ["/containerd/", "/kubelet/", "/kube-proxy.yaml", "/cp/"] {
@@ -38,7 +38,7 @@ fn traces(dir: &Path) -> Vec<String> {
             }
         }
     }
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("reading /proc/self/mounts");
     found.extend(mounts.lines().filter(|l| l.contains(dir)).map(|l| format!("mount {l}")));
     for tool in ["iptables-save", "ip6tables-save"] {
         let out = Command::new(tool).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
@@ -57,13 +57,12 @@ fn traces(dir: &Path) -> Vec<String> {
             .stderr(Stdio::null())
             .stdout(Stdio::null())
             .status()
-            .unwrap()
-            .success()
+            .is_ok_and(|s| s.success())
         {
             found.push(format!("link {link}"));
         }
     }
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").expect("reading /sys/fs/cgroup").flatten() {
         if hierarchy.path().join("mcp-fleet").exists() {
             found.push(format!("cgroup {}/mcp-fleet", hierarchy.path().display()));
         }

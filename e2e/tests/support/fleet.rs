@@ -64,8 +64,11 @@ impl Fleet {
             host_address: node.address(),
             pod_cidr: node.pod_cidr(),
         });
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
         let fleet = runtime.block_on(async {
             let db = seeded_database().await;
             let (issuer_url, issuer_dir, issuer_ca, issuer_guard) = start_issuer(node.address()).await;
@@ -300,7 +303,7 @@ async fn seeded_database() -> String {
             .expect("run mcp-fleet-server seed")
     })
     .await
-    .unwrap();
+    .expect("the seed's thread");
     assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
     name
 }
