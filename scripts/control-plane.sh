@@ -252,6 +252,7 @@ run() {
   # With a node: `kubectl logs/exec` and metrics go to the kubelet at its InternalIP (the node's
   # name does not resolve here), as a client the kubelet's webhook authorizer admits.
   local node_flags=()
+  # shellcheck disable=SC2054 # a flag's comma-separated value, not array elements
   [ -z "$NODE_MODE" ] || node_flags=(--kubelet-preferred-address-types InternalIP,Hostname
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt"
     --kubelet-client-key "$pki/apiserver-kubelet-client.key" --kubelet-certificate-authority "$pki/ca.crt")
@@ -268,7 +269,7 @@ run() {
     "${node_flags[@]}" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/16 \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
     --authorization-mode Node,RBAC --allow-privileged=true --profiling=false
   local kubectl=("$bin/kubectl" --kubeconfig "$run_dir/kubeconfig" --request-timeout 5s)
   wait_until "kube-apiserver /readyz on port $api_port" "${kubectl[@]}" get --raw /readyz
@@ -282,7 +283,7 @@ run() {
     --controllers '*' --leader-elect=false --secure-port 0 \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
-    --service-cluster-ip-range 10.0.0.0/16
+    --service-cluster-ip-range "$SERVICE_CIDR"
   # The service-account controller creating `default` in `default` shows the controllers run.
   wait_until "kube-controller-manager (ServiceAccount default/default)" \
     "${kubectl[@]}" get serviceaccount default --namespace default

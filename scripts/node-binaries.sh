@@ -80,7 +80,8 @@ build_addons() {
 # build compiles every cloud provider's SDK and took 12 minutes on a busy 2-core machine.
 COREDNS_PLUGINS=(reload ready health errors log cache kubernetes loop)
 build_coredns() {
-  local key="$COREDNS_VERSION+$(IFS=,; echo "${COREDNS_PLUGINS[*]}")"
+  local key
+  key="$COREDNS_VERSION+$(IFS=,; echo "${COREDNS_PLUGINS[*]}")"
   if go_tool_have "$BIN" coredns "$key"; then go_tool_log "coredns $key cached"; return; fi
   local m=github.com/coredns/coredns dir main p imports="" names=""
   dir="$(go mod download -json "$m@$COREDNS_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"

@@ -70,7 +70,7 @@ restore_sysctls() {
   [ -f "$STATE/sysctl.orig" ] || return 0
   local k v
   while IFS='=' read -r k v; do
-    [ -n "$k" ] && echo "$v" >"$(sysctl_path "$k")" 2>/dev/null || true
+    if [ -n "$k" ]; then echo "$v" >"$(sysctl_path "$k")" 2>/dev/null || true; fi
   done <"$STATE/sysctl.orig"
   rm -f "$STATE/sysctl.orig"
 }
@@ -94,13 +94,14 @@ kill_cgroup_procs() {
   local d
   for d in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
     [ -d "$d" ] || continue
+    # shellcheck disable=SC2038 # the files hold pids, one per line
     find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
   done
 }
 
 remove_cgroups() {
-  local d i
-  for i in 1 2 3 4 5; do
+  local d
+  for _ in 1 2 3 4 5; do
     kill_cgroup_procs
     for d in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
       [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
@@ -428,8 +429,8 @@ YAML
 }
 
 import_images() {
-  local ref archive size n=0
-  while IFS=$'\t' read -r ref archive size; do
+  local ref archive n=0
+  while IFS=$'\t' read -r ref archive _; do
     [ -n "$ref" ] || continue
     "$NODE_BIN/ctr" --address "$sock" -n k8s.io images import "$archive" >/dev/null \
       || die "importing $ref from $archive failed"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by installers: Debian packages, installed once, waiting for the package manager's lock
 # (a fresh machine often runs another apt at boot) instead of failing on it.
 #

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts that build Go programs from the module proxy into the cache
 # (k8s-binaries.sh, node-binaries.sh).
 #

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts that run a Node.js tool from npm (azurite.sh, s3rver.sh).
 #
 #   npm_tool_install PACKAGE VERSION BIN

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts that start servers on loopback (control-plane.sh, node.sh, demo.sh, azurite.sh).
 #
 #   free_port    sets $port to a TCP port that nothing listens on now, below the ephemeral range
