@@ -428,14 +428,18 @@ iptables: {localhostNodePorts: false, masqueradeAll: false, syncPeriod: 30s, min
 YAML
 }
 
-import_images() {
-  local ref archive n=0
+import_images() { # all at once: they share no layers, and the biggest one dominates
+  local ref archive n=0 failed=0 importing=()
   while IFS=$'\t' read -r ref archive _; do
     [ -n "$ref" ] || continue
-    "$NODE_BIN/ctr" --address "$sock" -n k8s.io images import "$archive" >/dev/null \
-      || die "importing $ref from $archive failed"
+    "$NODE_BIN/ctr" --address "$sock" -n k8s.io images import "$archive" >"$run_dir/logs/import-$n.log" 2>&1 8>&- &
+    importing+=("$!:$ref")
     n=$((n + 1))
   done <"$IMAGES_INDEX"
+  for ref in "${importing[@]}"; do
+    wait "${ref%%:*}" || { log "error: importing ${ref#*:} failed"; failed=1; }
+  done
+  [ "$failed" = 0 ] || die "image import failed (logs: $run_dir/logs/import-*.log)"
   log "imported $n images into containerd"
 }
 
