@@ -39,10 +39,6 @@ pub enum InvalidSpec {
     Autoscaling { min: i32, max: i32 },
     #[error("the admin database URL {origin} is not a PostgreSQL URL: {reason}")]
     AdminUrl { origin: String, reason: String },
-    #[error(
-        "no admin database connection: set spec.database.adminSecretRef or start the operator with --database-url"
-    )]
-    NoAdminUrl,
     #[error("tenant {tenant:?} is already claimed by McpTenant {other}; choose another spec.tenant")]
     TenantClaimed { tenant: String, other: String },
 }
@@ -57,7 +53,7 @@ impl InvalidSpec {
             }
             InvalidSpec::IngressHost => "InvalidIngress",
             InvalidSpec::Autoscaling { .. } => "InvalidAutoscaling",
-            InvalidSpec::AdminUrl { .. } | InvalidSpec::NoAdminUrl => "InvalidDatabaseConnection",
+            InvalidSpec::AdminUrl { .. } => "InvalidDatabaseConnection",
             InvalidSpec::TenantClaimed { .. } => "TenantNameConflict",
         }
     }
