@@ -147,11 +147,6 @@ pub fn condition_changes<'a>(
         .collect()
 }
 
-/// Equal apart from `lastTransitionTime` (which `desired_status` keeps anyway).
-fn same(a: &McpTenantStatus, b: &McpTenantStatus) -> bool {
-    a == b
-}
-
 /// Writes the status when it differs from what the object carries, and publishes an Event per
 /// changed condition. Returns whether it wrote.
 pub async fn publish(
@@ -161,7 +156,9 @@ pub async fn publish(
     next: &McpTenantStatus,
 ) -> Result<bool, kube::Error> {
     let previous = tenant.status.as_ref();
-    if previous.is_some_and(|p| same(p, next)) {
+    // `desired_status` keeps the `lastTransitionTime` of unchanged conditions, so an unchanged
+    // observation gives an equal status and nothing is written.
+    if previous == Some(next) {
         return Ok(false);
     }
     let api: Api<McpTenant> = Api::namespaced(client.clone(), &tenant.namespace().unwrap_or_default());
