@@ -302,15 +302,12 @@ impl RetailServer {
         Parameters(args): Parameters<TableSchemasArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
-        let result =
-            schema::describe_tables(&self.state, &caller, &args.table_names).await.map(Value::String);
         // The sample returns schema text, not the compact shape: keep that for drop-in prompts.
-        Ok(match result {
-            Ok(Value::String(text)) => {
+        Ok(match schema::describe_tables(&self.state, &caller, &args.table_names).await {
+            Ok(text) => {
                 self.finish("get_multiple_table_schemas", &caller, started, Ok(Value::Null));
                 CallToolResult::success(vec![ContentBlock::text(text)])
             }
-            Ok(_) => unreachable!("describe_tables returns text"),
             Err(f) => self.finish("get_multiple_table_schemas", &caller, started, Err(f)),
         })
     }
