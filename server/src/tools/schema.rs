@@ -82,17 +82,23 @@ pub async fn describe_tables(
     if names.len() > 20 {
         return Err(ToolFailure::rejected("invalid_arguments", "ask for at most 20 tables at a time"));
     }
-    let valid: Vec<String> = TABLES.iter().map(|(t, _)| format!("retail.{t}")).collect();
-    let invalid: Vec<&String> = names.iter().filter(|n| normalise(n).is_none()).collect();
+    let mut tables = Vec::with_capacity(names.len());
+    let mut invalid: Vec<&String> = Vec::new();
+    for name in names {
+        match normalise(name) {
+            Some(table) => tables.push(table),
+            None => invalid.push(name),
+        }
+    }
     if !invalid.is_empty() {
+        let valid: Vec<String> = TABLES.iter().map(|(t, _)| format!("retail.{t}")).collect();
         return Err(ToolFailure::rejected(
             "unknown_table",
             format!("Invalid table names: {invalid:?}. Valid tables are: {valid:?}"),
         ));
     }
     let mut out = String::new();
-    for name in names {
-        let table = normalise(name).unwrap_or("stores");
+    for table in tables {
         let key = (caller.tenant.to_string(), caller.scope.clone(), table.to_owned());
         let text = match state.schema_cache.0.get(&key).await {
             Some(t) => t,
