@@ -93,7 +93,7 @@ impl LeaderElector {
 
     /// Campaigns forever: sends `true` once leading and `false` if the lease is lost (no
     /// successful renewal for a whole lease duration).
-    pub async fn run(self, leading: watch::Sender<bool>) {
+    pub async fn run(&self, leading: watch::Sender<bool>) {
         let mut last_renewed: Option<Instant> = None;
         loop {
             match self.try_acquire_or_renew().await {
