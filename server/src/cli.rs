@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `seed`, `embed`. Every flag also reads an environment
-//! variable.
+//! The command line: `serve`, `migrate`, `seed`, `embed`, `backup` (and `backup list`) and
+//! `restore`. Every flag also reads an environment variable.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,6 @@
 //! mcp-fleet-server: an MCP server for safe, multi-tenant, read-only analytics over the retail
-//! PostgreSQL database, plus the commands that prepare that database (migrate, seed, embed).
+//! PostgreSQL database, plus the commands that prepare and keep that database (migrate, seed,
+//! embed, backup, restore).
 
 pub mod audit;
 pub mod auth;
