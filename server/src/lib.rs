@@ -18,7 +18,6 @@ pub mod progress;
 pub mod result;
 pub mod seed;
 pub mod serve;
-pub mod sql_guard;
 pub mod tenant_db;
 pub mod tools;
 

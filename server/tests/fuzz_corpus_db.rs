@@ -18,7 +18,7 @@ use mcp_fleet_core::server_config::TenancyMode;
 use mcp_fleet_server::identity::{Caller, Grants, StoreScope};
 use mcp_fleet_server::progress::Progress;
 use mcp_fleet_server::seed::{self, SeedConfig};
-use mcp_fleet_server::sql_guard::{SqlPolicy, validate};
+use mcp_fleet_sql_guard::{SqlPolicy, validate};
 use mcp_fleet_server::tenant_db::TenantDb;
 use mcp_fleet_testkit::TestDb;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

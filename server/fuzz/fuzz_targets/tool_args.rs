@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use mcp_fleet_core::server_config::ServerConfigFile;
 use mcp_fleet_server::config::{ServeArgs, resolve};
-use mcp_fleet_server::sql_guard::{SqlPolicy, validate};
+use mcp_fleet_sql_guard::{SqlPolicy, validate};
 use mcp_fleet_server::tools::{
     FullTextSearchArgs, HybridSearchArgs, SalesQueryArgs, SemanticSearchArgs, TableSchemasArgs,
 };

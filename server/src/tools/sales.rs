@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{AppState, ToolFailure};
 use crate::identity::Caller;
 use crate::result::{Compact, compact};
-use crate::sql_guard::{self, SqlPolicy};
+use mcp_fleet_sql_guard::{self as sql_guard, SqlPolicy};
 use crate::tenant_db::DbError;
 
 /// Validates and runs `sql`, returning at most `cap` rows (and saying when there were more).

@@ -1,6 +1,7 @@
 //! Validation of model-written SQL before it reaches PostgreSQL: the first layer of query
 //! safety. Parses with sqlparser (PostgreSQL dialect) and accepts exactly one read-only
-//! SELECT over allow-listed tables, without dangerous functions. Pure code, no I/O.
+//! SELECT over allow-listed tables, without dangerous functions. Pure code, no I/O: this crate
+//! depends on sqlparser alone, so its fuzz target builds nothing else.
 //!
 //! The layer stands on its own: it does not count on the read-only transaction, the tenant
 //! role, row-level security or the search path that the executor adds.
