@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::ServeArgs;
 use crate::db::AdminDb;
-use crate::progress::Progress;
+use mcp_fleet_core::progress::Progress;
 use crate::seed::{self, SeedConfig, SeedOutcome};
 
 /// MCP server for safe, multi-tenant, read-only retail analytics over PostgreSQL + pgvector.
@@ -117,7 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { db } => {
             let pool = db.connect().await?;
-            let applied = crate::db::migrate(&pool).await?;
+            let applied = mcp_fleet_core::migrations::migrate(&pool).await?;
             if applied.is_empty() {
                 eprintln!(
                     "migrate: database is up to date (version {})",
@@ -133,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed { db, config, migrate } => {
             let pool = db.connect().await?;
             if migrate {
-                crate::db::migrate(&pool).await?;
+                mcp_fleet_core::migrations::migrate(&pool).await?;
             }
             match seed::run(&pool, &config, &Progress::new("seed")).await? {
                 SeedOutcome::Seeded(_) => {}

@@ -153,7 +153,7 @@ pub struct DatabaseConfig {
 impl std::fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseConfig")
-            .field("url", &crate::db::redact_url(&self.url))
+            .field("url", &mcp_fleet_core::redact::redact_url(&self.url))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("mode", &self.mode)
             .field("max_connections", &self.max_connections)
@@ -216,7 +216,7 @@ pub fn resolve(
         Some(u) => {
             problems.push(format!(
                 "database url {} must start with postgres:// or postgresql://",
-                crate::db::redact_url(&u)
+                mcp_fleet_core::redact::redact_url(&u)
             ));
             String::new()
         }

@@ -14,7 +14,6 @@ pub mod http;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
-pub mod progress;
 pub mod result;
 pub mod seed;
 pub mod serve;

@@ -118,7 +118,7 @@ impl TenantDb {
         let mut opts: PgConnectOptions = cfg
             .url
             .parse()
-            .map_err(|e| format!("database url {} is invalid: {e}", crate::db::redact_url(&cfg.url)))?;
+            .map_err(|e| format!("database url {} is invalid: {e}", mcp_fleet_core::redact::redact_url(&cfg.url)))?;
         if let Some(pw) = &cfg.password {
             opts = opts.password(pw);
         }

@@ -25,7 +25,7 @@ use super::manifest::{
 };
 use super::pg::{self, DbTarget, quote_ident};
 use super::retention::{self, Retention};
-use crate::progress::Progress;
+use mcp_fleet_core::progress::Progress;
 
 /// An incomplete dump (no manifest) older than this cannot belong to a run still uploading: the
 /// operator's backup Job has a deadline of 6 hours.

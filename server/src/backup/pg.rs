@@ -12,7 +12,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use super::BackupError;
 use super::manifest::TableStats;
-use crate::db::redact_url;
+use mcp_fleet_core::redact::redact_url;
 
 /// A database and the role to use there. `Debug` never shows the password.
 #[derive(Clone)]

@@ -20,7 +20,7 @@ use super::catalog;
 use super::location::{Location, split_object_url};
 use super::manifest::{Manifest, ObjectName};
 use super::pg::{self, DbTarget, quote_ident};
-use crate::progress::Progress;
+use mcp_fleet_core::progress::Progress;
 
 #[derive(Debug)]
 pub struct RestorePlan {
@@ -163,7 +163,7 @@ pub async fn run(plan: &RestorePlan, progress: &Progress) -> Result<RestoreOutco
         .max_connections(2)
         .connect_with(plan.target.connect_options("mcp-fleet-restore")?)
         .await?;
-    let applied = crate::db::migrate(&pool).await.map_err(|e| BackupError::Database(format!("{e:#}")))?;
+    let applied = mcp_fleet_core::migrations::migrate(&pool).await.map_err(|e| BackupError::Database(format!("{e:#}")))?;
     pool.close().await;
     if !applied.is_empty() {
         progress.step(&format!("schema created by migrations {applied:?}"));

@@ -18,7 +18,7 @@ use super::manifest::BackupKind;
 use super::pg::DbTarget;
 use super::restore::{self, RestorePlan};
 use super::retention::Retention;
-use crate::progress::Progress;
+use mcp_fleet_core::progress::Progress;
 
 fn env_vars() -> Vec<(String, String)> {
     std::env::vars().collect()

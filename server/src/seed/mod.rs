@@ -11,7 +11,7 @@ use sqlx::{Acquire, PgPool, Postgres, Transaction};
 pub use catalog::{CATEGORIES, STORES};
 use generate::{Generator, OrderWriter, orders_per_day};
 
-use crate::progress::Progress;
+use mcp_fleet_core::progress::Progress;
 
 /// What to generate. The defaults are the sample's shape.
 #[derive(Clone, Debug, clap::Args)]
@@ -113,7 +113,7 @@ pub async fn run(pool: &PgPool, cfg: &SeedConfig, progress: &Progress) -> Result
         return Err(SeedError::NotPrivileged(user));
     }
     let expected = mcp_fleet_core::migrations::expected_version();
-    let found = crate::db::schema_version(pool).await?;
+    let found = mcp_fleet_core::migrations::schema_version(pool).await?;
     if found < expected {
         return Err(SeedError::NotMigrated { found, expected });
     }

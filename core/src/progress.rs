@@ -1,6 +1,6 @@
-//! Progress lines on stderr for long commands (seed, embed, backup): a line per step, and for
-//! counted work a line at most every half second with the percentage and rate. Quiet mode prints
-//! nothing. Does terminal I/O only.
+//! Progress lines on stderr for the server's long commands (seed, embed, backup): a line per
+//! step, and for counted work a line at most every half second with the percentage and rate.
+//! Quiet mode prints nothing. Does terminal I/O only.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
