@@ -4,7 +4,6 @@
 
 pub mod audit;
 pub mod auth;
-pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,7 +14,6 @@ pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod result;
-pub mod seed;
 pub mod serve;
 pub mod tenant_db;
 pub mod tools;

@@ -11,7 +11,7 @@ use mcp_fleet_server::embed::{
     BackfillError, BackfillReport, DIMENSIONS, LOCAL_MODEL_NAME, backfill, default_model_dir, embed_one,
 };
 use mcp_fleet_core::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig};
+use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use pgvector::Vector;

@@ -3,7 +3,7 @@
 
 use mcp_fleet_core::tenant::{TenantName, scram_verifier};
 use mcp_fleet_core::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig};
+use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use sqlx::{Connection, Executor, PgConnection, Row};

@@ -12,7 +12,7 @@ use mcp_fleet_core::tenant::{TenantName, generate_password, scram_verifier};
 use mcp_fleet_server::config::{self, ServeArgs};
 use mcp_fleet_server::http::{HttpOptions, router};
 use mcp_fleet_core::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig};
+use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_server::serve;
 use mcp_fleet_server::tools::AppState;
 use mcp_fleet_testkit::TestDb;

@@ -71,8 +71,9 @@ impl Location {
             Some(prefix) => env.into_iter().filter(|(k, _)| k.starts_with(prefix)).collect(),
             None => Vec::new(),
         };
-        // The cloud stores build a reqwest client, which panics without a rustls provider.
-        crate::install_crypto_provider();
+        // The cloud stores build a reqwest client, which panics without a rustls provider; ring
+        // is the project's only one. Installing fails harmlessly when one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (store, prefix) =
             object_store::parse_url_opts(&parsed, options).map_err(|e| bad(e.to_string()))?;
         Ok(Self { store: Arc::from(store), prefix, display: redact(url) })

@@ -1,7 +1,8 @@
 //! `backup`, `backup list` and `restore`: tenant-scoped (or full) data dumps of the retail database
 //! streamed through zstd to object storage, a manifest beside each dump, retention, and restores
-//! that verify the checksum and the restored rows. Submodules split it by concept; this one holds
-//! the error type and the object naming shared by all of them.
+//! that verify the checksum and the restored rows. A library the `mcp-fleet-server` binary
+//! dispatches to (`run::backup`, `run::restore`). Submodules split it by concept; this one holds
+//! the error type shared by all of them.
 //!
 //! What a backup holds, and why restore works on a fresh database:
 //!

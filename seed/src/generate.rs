@@ -6,7 +6,7 @@ use rand::seq::IndexedRandom as _;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::catalog::{AREA_CODES, BRANDS, CATEGORIES, FIRST_NAMES, LAST_NAMES, STORES};
+use super::catalog::catalog;
 
 /// First and last day of generated orders.
 pub const FIRST_ORDER_DAY: (i32, u32, u32) = (2020, 1, 1);
@@ -61,11 +61,11 @@ impl Generator {
     /// `stores`: id, name, rls_user_id, is_online.
     pub fn stores(&mut self) -> String {
         let mut out = String::new();
-        for (i, (name, online, _)) in STORES.iter().enumerate() {
+        for (i, store) in catalog().stores.iter().enumerate() {
             let id = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
             push_row(
                 &mut out,
-                &[&(i + 1).to_string(), name, &id.to_string(), if *online { "t" } else { "f" }],
+                &[&(i + 1).to_string(), &store.name, &id.to_string(), if store.online { "t" } else { "f" }],
             );
         }
         out
@@ -75,11 +75,11 @@ impl Generator {
     pub fn categories_and_types(&self) -> (String, String) {
         let (mut cats, mut types) = (String::new(), String::new());
         let mut type_id = 0;
-        for (ci, cat) in CATEGORIES.iter().enumerate() {
-            push_row(&mut cats, &[&(ci + 1).to_string(), cat.name]);
-            for t in cat.types {
+        for (ci, cat) in catalog().categories.iter().enumerate() {
+            push_row(&mut cats, &[&(ci + 1).to_string(), &cat.name]);
+            for t in &cat.types {
                 type_id += 1;
-                push_row(&mut types, &[&type_id.to_string(), &(ci + 1).to_string(), t.name]);
+                push_row(&mut types, &[&type_id.to_string(), &(ci + 1).to_string(), &t.name]);
             }
         }
         (cats, types)
@@ -90,11 +90,12 @@ impl Generator {
         let mut out = String::new();
         let mut products = Vec::new();
         let mut type_id = 0;
-        for (ci, cat) in CATEGORIES.iter().enumerate() {
+        let brands = &catalog().brands;
+        for (ci, cat) in catalog().categories.iter().enumerate() {
             for (ti, t) in cat.types.iter().enumerate() {
                 type_id += 1;
                 let mut combos: Vec<(usize, usize)> =
-                    (0..BRANDS.len()).flat_map(|b| (0..t.variants.len()).map(move |v| (b, v))).collect();
+                    (0..brands.len()).flat_map(|b| (0..t.variants.len()).map(move |v| (b, v))).collect();
                 // A deterministic shuffle, then the first few distinct brand/variant pairs.
                 for i in (1..combos.len()).rev() {
                     let j = self.rng.random_range(0..=i);
@@ -102,7 +103,7 @@ impl Generator {
                 }
                 for (n, (b, v)) in combos.into_iter().take(PRODUCTS_PER_TYPE).enumerate() {
                     let id = products.len() as u32 + 1;
-                    let name = format!("{} {} {}", BRANDS[b], t.variants[v], t.noun);
+                    let name = format!("{} {} {}", brands[b], t.variants[v], t.noun);
                     let sku = format!("ZV-{:02}{:02}-{:03}", ci + 1, ti + 1, n + 1);
                     let dollars = self.rng.random_range(t.price.0..=t.price.1) as i64;
                     let price = dollars * 100 + if self.rng.random_bool(0.5) { 99 } else { 49 } - 100;
@@ -110,7 +111,7 @@ impl Generator {
                     let margin_pct = self.rng.random_range(30..=55) as i64;
                     let cost = price * (100 - margin_pct) / 100;
                     let margin = (price - cost) as f64 * 100.0 / price as f64;
-                    let description = self.description(&name, t.uses, t.features, cat.name);
+                    let description = self.description(&name, &t.uses, &t.features, &cat.name);
                     push_row(
                         &mut out,
                         &[
@@ -132,11 +133,11 @@ impl Generator {
         (out, products)
     }
 
-    fn description(&mut self, name: &str, uses: &[&str], features: &[&str], category: &str) -> String {
-        let mut uses: Vec<&str> = uses.to_vec();
+    fn description(&mut self, name: &str, uses: &[String], features: &[String], category: &str) -> String {
+        let mut uses: Vec<&str> = uses.iter().map(String::as_str).collect();
         let first = uses.remove(self.rng.random_range(0..uses.len()));
         let second = uses.choose(&mut self.rng).copied();
-        let mut features: Vec<&str> = features.to_vec();
+        let mut features: Vec<&str> = features.iter().map(String::as_str).collect();
         let f1 = features.remove(self.rng.random_range(0..features.len()));
         let f2 = features.choose(&mut self.rng).copied();
         let audience = [
@@ -163,25 +164,28 @@ impl Generator {
     /// `customers` rows, and for each store (index) the ids of the customers it serves.
     pub fn customers(&mut self, count: u32) -> (String, Vec<Vec<u32>>) {
         let mut out = String::with_capacity(count as usize * 96);
-        let mut by_store = vec![Vec::new(); STORES.len()];
-        let total_weight: u32 = STORES.iter().map(|s| s.2).sum();
+        let c = catalog();
+        let mut by_store = vec![Vec::new(); c.stores.len()];
+        let total_weight: u32 = c.stores.iter().map(|s| s.weight).sum();
         for id in 1..=count {
             let mut pick = self.rng.random_range(0..total_weight);
-            let store = STORES
+            let store = c
+                .stores
                 .iter()
                 .position(|s| {
-                    if pick < s.2 {
+                    if pick < s.weight {
                         true
                     } else {
-                        pick -= s.2;
+                        pick -= s.weight;
                         false
                     }
                 })
                 .unwrap_or(0);
-            let first = FIRST_NAMES.choose(&mut self.rng).copied().unwrap_or("Alex");
-            let last = LAST_NAMES.choose(&mut self.rng).copied().unwrap_or("Doe");
+            let first = c.first_names.choose(&mut self.rng).map_or("Alex", String::as_str);
+            let last = c.last_names.choose(&mut self.rng).map_or("Doe", String::as_str);
             let email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), id);
-            let phone = format!("({}) 555-01{:02}", AREA_CODES[store], self.rng.random_range(0..100));
+            let phone =
+                format!("({}) 555-01{:02}", c.stores[store].area_code, self.rng.random_range(0..100));
             let created = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap_or_default()
                 + Duration::days(self.rng.random_range(0..365 * 6));
             push_row(
@@ -204,9 +208,9 @@ impl Generator {
     /// `inventory` rows: every store stocks every product.
     pub fn inventory(&mut self, products: &[Product]) -> String {
         let mut out = String::new();
-        for (si, (_, online, _)) in STORES.iter().enumerate() {
+        for (si, store) in catalog().stores.iter().enumerate() {
             for p in products {
-                let max = if *online { 500 } else { 150 };
+                let max = if store.online { 500 } else { 150 };
                 let stock = self.rng.random_range(0..=max);
                 push_row(&mut out, &[&(si + 1).to_string(), &p.id.to_string(), &stock.to_string()]);
             }
@@ -262,7 +266,7 @@ pub struct OrderWriter<'a> {
 
 impl<'a> OrderWriter<'a> {
     pub fn new(products: &'a [Product], customers_by_store: &'a [Vec<u32>]) -> Self {
-        let mut by_category = vec![Vec::new(); CATEGORIES.len()];
+        let mut by_category = vec![Vec::new(); catalog().categories.len()];
         for (i, p) in products.iter().enumerate() {
             by_category[p.category].push(i);
         }
@@ -278,21 +282,22 @@ impl<'a> OrderWriter<'a> {
         items: &mut String,
     ) {
         let rng = &mut g.rng;
-        let store_weight: u32 = STORES.iter().map(|s| s.2).sum();
+        let catalog = catalog();
+        let store_weight: u32 = catalog.stores.iter().map(|s| s.weight).sum();
         let month = day.month0() as usize;
-        let cat_weight: u32 = CATEGORIES.iter().map(|c| u32::from(c.season[month])).sum();
+        let cat_weight: u32 = catalog.categories.iter().map(|c| u32::from(c.season[month])).sum();
         let day_s = day.to_string();
         for _ in 0..count {
             // A store by its weight, then one of its customers: orders are placed at the
             // customer's own store, so a tenant's orders and customers stay together.
             let mut pick = rng.random_range(0..store_weight);
             let mut store = 0;
-            for (i, s) in STORES.iter().enumerate() {
-                if pick < s.2 {
+            for (i, s) in catalog.stores.iter().enumerate() {
+                if pick < s.weight {
                     store = i;
                     break;
                 }
-                pick -= s.2;
+                pick -= s.weight;
             }
             let Some(&customer) = self.customers_by_store[store].choose(rng) else { continue };
             let order_id = self.next_order;
@@ -303,7 +308,7 @@ impl<'a> OrderWriter<'a> {
             for _ in 0..n_items {
                 let mut c = rng.random_range(0..cat_weight);
                 let mut cat = 0;
-                for (i, spec) in CATEGORIES.iter().enumerate() {
+                for (i, spec) in catalog.categories.iter().enumerate() {
                     let w = u32::from(spec.season[month]);
                     if c < w {
                         cat = i;

@@ -1,5 +1,6 @@
 //! `mcp-fleet-server seed`: loads the deterministic sample dataset (Zava DIY retail) with COPY,
-//! in one transaction, with progress on stderr. Does database I/O.
+//! in one transaction, with progress on stderr. A library the server binary dispatches to; the
+//! catalog it draws from is data (`seed/catalog.yaml`). Does database I/O.
 
 mod catalog;
 mod generate;
@@ -8,9 +9,8 @@ use std::time::Instant;
 
 use sqlx::{Acquire, PgPool, Postgres, Transaction};
 
-pub use catalog::{CATEGORIES, STORES};
+use catalog::catalog;
 use generate::{Generator, OrderWriter, orders_per_day};
-
 use mcp_fleet_core::progress::Progress;
 
 /// What to generate. The defaults are the sample's shape.
@@ -143,8 +143,8 @@ pub async fn run(pool: &PgPool, cfg: &SeedConfig, progress: &Progress) -> Result
     .await?;
     progress.step(&format!(
         "catalog: {} stores, {} categories, {} products",
-        STORES.len(),
-        CATEGORIES.len(),
+        catalog().stores.len(),
+        catalog().categories.len(),
         products.len()
     ));
 
