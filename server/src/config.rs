@@ -273,10 +273,10 @@ pub fn resolve(
         problems.push(format!("tools.rowCap must be between 1 and 100000, got {row_cap}"));
     }
     for tool in &file.tools.enabled {
-        if !crate::tools::TOOL_NAMES.contains(&tool.as_str()) {
+        if !crate::mcp::TOOL_NAMES.contains(&tool.as_str()) {
             problems.push(format!(
                 "tools.enabled names unknown tool {tool:?}; known tools: {}",
-                crate::tools::TOOL_NAMES.join(", ")
+                crate::mcp::TOOL_NAMES.join(", ")
             ));
         }
     }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::auth::{AuthRejection, Authenticator, RESOURCE_METADATA_PATH};
-use crate::tools::{AppState, RetailServer};
+use crate::mcp::{AppState, RetailServer};
 
 /// What the HTTP layer needs besides the tool state.
 pub struct HttpOptions {

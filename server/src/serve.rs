@@ -12,8 +12,8 @@ use crate::auth::Authenticator;
 use crate::config::{ServerConfig, Transport};
 use crate::http::{HttpOptions, router};
 use crate::metrics::Metrics;
-use crate::tenant_db::TenantDb;
-use crate::tools::{AppState, EMBEDDING_TOOLS};
+use crate::db::TenantDb;
+use crate::mcp::{AppState, EMBEDDING_TOOLS};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -46,7 +46,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             tracing::warn!(tenant = %tenant, "stdio transport: no authentication, the local user acts as the tenant");
             app.stdio_caller = Some(Authenticator::stdio_caller(tenant));
             let app = Arc::new(app);
-            let server = crate::tools::RetailServer::new(app.clone(), crate::tools::RetailServer::router());
+            let server = crate::mcp::RetailServer::new(app.clone(), crate::mcp::RetailServer::router());
             let running =
                 server.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
             running.waiting().await.context("stdio session")?;

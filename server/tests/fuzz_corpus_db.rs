@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_fleet_core::server_config::TenancyMode;
-use mcp_fleet_server::identity::{Caller, Grants, StoreScope};
+use mcp_fleet_server::auth::identity::{Caller, Grants, StoreScope};
 use mcp_fleet_core::progress::Progress;
 use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_sql_guard::{SqlPolicy, validate};
-use mcp_fleet_server::tenant_db::TenantDb;
+use mcp_fleet_server::db::TenantDb;
 use mcp_fleet_testkit::TestDb;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Row};

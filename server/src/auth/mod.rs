@@ -3,6 +3,7 @@
 //! the configured tenant with every grant and only honours the sample's `x-rls-user-id` header to
 //! narrow to one store. Also the OAuth protected-resource metadata (RFC 9728).
 
+pub mod identity;
 pub mod jwks;
 pub mod oidc;
 pub mod rbac;
@@ -16,7 +17,7 @@ use rmcp::ErrorData;
 use rmcp::model::ErrorCode;
 use serde_json::{Value, json};
 
-use crate::identity::{self, Caller, Grants, StoreScope};
+use self::identity::{Caller, Grants, StoreScope};
 
 /// JSON-RPC error code for "authenticated, but this role may not call that tool" — distinct from
 /// HTTP 401 (not authenticated) and from unknown tools (-32602).

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::jwks::{Jwks, JwksError, JwksOptions, JwksSource};
 use super::rbac::RoleMap;
-use crate::identity::{Caller, StoreScope};
+use crate::auth::identity::{Caller, StoreScope};
 
 /// The validated OIDC settings and key cache of one server.
 pub struct Oidc {

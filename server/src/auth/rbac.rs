@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mcp_fleet_core::server_config::{AuthSection, RoleSection};
 
-use crate::identity::Grants;
-use crate::tools::TOOL_NAMES;
+use crate::auth::identity::Grants;
+use crate::mcp::TOOL_NAMES;
 
 /// A role with its inheritance already flattened.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use mcp_fleet_server::http::{HttpOptions, router};
 use mcp_fleet_core::progress::Progress;
 use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_server::serve;
-use mcp_fleet_server::tools::AppState;
+use mcp_fleet_server::mcp::AppState;
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -115,7 +115,7 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
     .expect("valid test configuration");
     let mut state = serve::state(&cfg).await.expect("server state");
     if let Some(cap) = opts.audit_capacity {
-        state.audit = mcp_fleet_server::audit::AuditLog::start(
+        state.audit = mcp_fleet_server::mcp::audit::AuditLog::start(
             state.db.pool().clone(),
             state.db.mode(),
             state.metrics.clone(),

@@ -14,7 +14,7 @@ use sqlx::{ConnectOptions, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
-use crate::identity::{Caller, StoreScope};
+use crate::auth::identity::{Caller, StoreScope};
 
 /// Errors of the database layer, with messages a caller can act on (no internals).
 #[derive(Debug, thiserror::Error)]

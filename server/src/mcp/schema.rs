@@ -9,7 +9,7 @@ use moka::future::Cache;
 use rmcp::model::Resource;
 
 use super::{AppState, ToolFailure};
-use crate::identity::{Caller, StoreScope};
+use crate::auth::identity::{Caller, StoreScope};
 
 /// The tables a tenant may ask about, with a one-line purpose each.
 pub const TABLES: &[(&str, &str)] = &[
@@ -119,7 +119,7 @@ pub async fn describe_tables(
 
 async fn describe(state: &AppState, caller: &Caller, table: &str) -> Result<String, ToolFailure> {
     let mut tx = state.db.read_only(caller).await?;
-    let map = |e| ToolFailure::from(crate::tenant_db::DbError::from_query(e, state.db.statement_timeout()));
+    let map = |e| ToolFailure::from(crate::db::DbError::from_query(e, state.db.statement_timeout()));
     let columns: Vec<(String, String, bool, bool)> = sqlx::query_as(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
                 EXISTS (SELECT FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY (i.indkey))

@@ -8,9 +8,9 @@ use pgvector::Vector;
 use sqlx::postgres::PgRow;
 
 use super::{AppState, FullTextSearchArgs, HybridSearchArgs, SemanticSearchArgs, ToolFailure};
-use crate::identity::Caller;
-use crate::result::{Compact, compact};
-use crate::tenant_db::DbError;
+use crate::auth::identity::Caller;
+use crate::mcp::result::{Compact, compact};
+use crate::db::DbError;
 
 /// Default share of semantic similarity in the hybrid score (the rest is full-text rank).
 pub const DEFAULT_SEMANTIC_WEIGHT: f64 = 0.7;

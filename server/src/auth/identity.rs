@@ -25,7 +25,7 @@ pub struct Caller {
     /// Correlates logs, metrics and the audit row of one request.
     pub request_id: String,
     /// The reserved audit record of the tool call in progress, if any.
-    pub audit: Option<crate::audit::AuditTicket>,
+    pub audit: Option<crate::mcp::audit::AuditTicket>,
 }
 
 /// Which of the tenant's stores a request may see.

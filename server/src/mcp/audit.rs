@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::identity::Caller;
+use crate::auth::identity::Caller;
 use crate::metrics::Metrics;
 
 /// Records not yet written (queued, in the writer's batch or being retried) before calls start

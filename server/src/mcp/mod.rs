@@ -3,6 +3,8 @@
 //! per-caller tool lists. Tool methods only parse arguments and call the domain code in the
 //! sibling modules, which knows nothing of MCP.
 
+pub mod audit;
+pub mod result;
 mod sales;
 mod schema;
 mod search;
@@ -25,9 +27,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::embed::Embedder;
-use crate::identity::Caller;
+use crate::auth::identity::Caller;
 use crate::metrics::Metrics;
-use crate::tenant_db::TenantDb;
+use crate::db::TenantDb;
 
 pub use schema::TABLES;
 
@@ -61,7 +63,7 @@ pub struct AppState {
     pub schema_cache: schema::SchemaCache,
     /// The identity of stdio sessions, which have no HTTP request to authenticate.
     pub stdio_caller: Option<Caller>,
-    pub audit: crate::audit::AuditLog,
+    pub audit: crate::mcp::audit::AuditLog,
 }
 
 impl AppState {
@@ -78,12 +80,12 @@ impl AppState {
             .filter(|t| embedder.is_some() || !EMBEDDING_TOOLS.contains(t))
             .map(|t| (*t).to_owned())
             .collect();
-        let audit = crate::audit::AuditLog::start(
+        let audit = crate::mcp::audit::AuditLog::start(
             db.pool().clone(),
             db.mode(),
             metrics.clone(),
-            crate::audit::BUFFER,
-            crate::audit::RESERVE_WAIT,
+            crate::mcp::audit::BUFFER,
+            crate::mcp::audit::RESERVE_WAIT,
         );
         Self {
             db,
@@ -129,11 +131,11 @@ impl ToolFailure {
     }
 }
 
-impl From<crate::tenant_db::DbError> for ToolFailure {
-    fn from(e: crate::tenant_db::DbError) -> Self {
+impl From<crate::db::DbError> for ToolFailure {
+    fn from(e: crate::db::DbError) -> Self {
         let reason = e.reason();
         let outcome =
-            if matches!(e, crate::tenant_db::DbError::UnknownStore { .. }) { "rejected" } else { "error" };
+            if matches!(e, crate::db::DbError::UnknownStore { .. }) { "rejected" } else { "error" };
         Self { message: e.to_string(), reason, outcome, query: None }
     }
 }
@@ -201,7 +203,7 @@ impl RetailServer {
                 }
                 tracing::warn!(tool, tenant = %caller.tenant, subject = %caller.subject, request_id = %caller.request_id,
                     reason = f.reason, ms = elapsed.as_millis() as u64, "tool call failed");
-                let body = crate::result::error_json(&f.message, f.query.as_deref());
+                let body = crate::mcp::result::error_json(&f.message, f.query.as_deref());
                 CallToolResult::error(vec![ContentBlock::text(body.to_string())])
             }
         }
