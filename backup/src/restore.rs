@@ -163,7 +163,9 @@ pub async fn run(plan: &RestorePlan, progress: &Progress) -> Result<RestoreOutco
         .max_connections(2)
         .connect_with(plan.target.connect_options("mcp-fleet-restore")?)
         .await?;
-    let applied = mcp_fleet_core::migrations::migrate(&pool).await.map_err(|e| BackupError::Database(format!("{e:#}")))?;
+    let applied = mcp_fleet_core::migrations::migrate(&pool)
+        .await
+        .map_err(|e| BackupError::Database(format!("{e:#}")))?;
     pool.close().await;
     if !applied.is_empty() {
         progress.step(&format!("schema created by migrations {applied:?}"));

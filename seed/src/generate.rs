@@ -184,8 +184,7 @@ impl Generator {
             let first = c.first_names.choose(&mut self.rng).map_or("Alex", String::as_str);
             let last = c.last_names.choose(&mut self.rng).map_or("Doe", String::as_str);
             let email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), id);
-            let phone =
-                format!("({}) 555-01{:02}", c.stores[store].area_code, self.rng.random_range(0..100));
+            let phone = format!("({}) 555-01{:02}", c.stores[store].area_code, self.rng.random_range(0..100));
             let created = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap_or_default()
                 + Duration::days(self.rng.random_range(0..365 * 6));
             push_row(

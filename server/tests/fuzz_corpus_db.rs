@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_fleet_core::server_config::TenancyMode;
-use mcp_fleet_server::auth::identity::{Caller, Grants, StoreScope};
 use mcp_fleet_core::progress::Progress;
+use mcp_fleet_core::server_config::TenancyMode;
 use mcp_fleet_seed::{self as seed, SeedConfig};
-use mcp_fleet_sql_guard::{SqlPolicy, validate};
+use mcp_fleet_server::auth::identity::{Caller, Grants, StoreScope};
 use mcp_fleet_server::db::TenantDb;
+use mcp_fleet_sql_guard::{SqlPolicy, validate};
 use mcp_fleet_testkit::TestDb;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Row};

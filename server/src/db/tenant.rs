@@ -13,8 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::config::DatabaseConfig;
 use crate::auth::identity::{Caller, StoreScope};
+use crate::config::DatabaseConfig;
 
 /// Errors of the database layer, with messages a caller can act on (no internals).
 #[derive(Debug, thiserror::Error)]
@@ -115,10 +115,9 @@ pub struct TenantDb {
 impl TenantDb {
     /// A pool that connects on first use, so the server starts (not ready) while the database is down.
     pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<Self, String> {
-        let mut opts: PgConnectOptions = cfg
-            .url
-            .parse()
-            .map_err(|e| format!("database url {} is invalid: {e}", mcp_fleet_core::redact::redact_url(&cfg.url)))?;
+        let mut opts: PgConnectOptions = cfg.url.parse().map_err(|e| {
+            format!("database url {} is invalid: {e}", mcp_fleet_core::redact::redact_url(&cfg.url))
+        })?;
         if let Some(pw) = &cfg.password {
             opts = opts.password(pw);
         }

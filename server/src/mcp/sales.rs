@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use super::{AppState, ToolFailure};
 use crate::auth::identity::Caller;
+use crate::db::DbError;
 use crate::mcp::result::{Compact, compact};
 use mcp_fleet_sql_guard::{self as sql_guard, SqlPolicy};
-use crate::db::DbError;
 
 /// Validates and runs `sql`, returning at most `cap` rows (and saying when there were more).
 pub async fn execute(

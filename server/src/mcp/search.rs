@@ -9,8 +9,8 @@ use sqlx::postgres::PgRow;
 
 use super::{AppState, FullTextSearchArgs, HybridSearchArgs, SemanticSearchArgs, ToolFailure};
 use crate::auth::identity::Caller;
-use crate::mcp::result::{Compact, compact};
 use crate::db::DbError;
+use crate::mcp::result::{Compact, compact};
 
 /// Default share of semantic similarity in the hybrid score (the rest is full-text rank).
 pub const DEFAULT_SEMANTIC_WEIGHT: f64 = 0.7;

@@ -8,13 +8,13 @@ pub mod issuer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use mcp_fleet_core::progress::Progress;
 use mcp_fleet_core::tenant::{TenantName, generate_password, scram_verifier};
+use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_server::config::{self, ServeArgs};
 use mcp_fleet_server::http::{HttpOptions, router};
-use mcp_fleet_core::progress::Progress;
-use mcp_fleet_seed::{self as seed, SeedConfig};
-use mcp_fleet_server::serve;
 use mcp_fleet_server::mcp::AppState;
+use mcp_fleet_server::serve;
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
