@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mcp_fleet_core::tools::ToolName;
 use rmcp::ServiceExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::config::{ServerConfig, Transport};
-use crate::http::{HttpOptions, router};
-use crate::metrics::Metrics;
 use crate::db::TenantDb;
-use crate::mcp::{AppState, EMBEDDING_TOOLS};
+use crate::http::{HttpOptions, router};
+use crate::mcp::AppState;
+use crate::metrics::Metrics;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -21,9 +22,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 /// Builds the shared state: lazy database pool and (when a tool needs it) the embedder.
 pub async fn state(cfg: &ServerConfig) -> anyhow::Result<AppState> {
     let db = TenantDb::connect_lazy(&cfg.database).map_err(anyhow::Error::msg)?;
-    let wants_embeddings = EMBEDDING_TOOLS
-        .iter()
-        .any(|t| cfg.enabled_tools.is_empty() || cfg.enabled_tools.iter().any(|e| e == t));
+    let wants_embeddings = ToolName::ALL
+        .into_iter()
+        .filter(|t| t.needs_embeddings())
+        .any(|t| cfg.enabled_tools.is_empty() || cfg.enabled_tools.iter().any(|e| e == t.as_str()));
     let embedder = if wants_embeddings {
         let section = cfg.embeddings.clone();
         let e = tokio::task::spawn_blocking(move || crate::embed::from_config(&section))

@@ -15,7 +15,7 @@ async fn lists_exactly_the_tools_and_their_schemas_match_the_golden_file() {
     let tools = c.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     names.sort();
-    let mut expected: Vec<&str> = mcp_fleet_server::mcp::TOOL_NAMES.to_vec();
+    let mut expected: Vec<&str> = mcp_fleet_core::tools::names().collect();
     expected.sort();
     assert_eq!(names, expected);
 

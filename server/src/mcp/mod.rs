@@ -26,25 +26,14 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::embed::Embedder;
+use mcp_fleet_core::tools::ToolName;
+
 use crate::auth::identity::Caller;
-use crate::metrics::Metrics;
 use crate::db::TenantDb;
+use crate::embed::Embedder;
+use crate::metrics::Metrics;
 
 pub use schema::TABLES;
-
-/// Every tool this server can offer, in a stable order.
-pub const TOOL_NAMES: &[&str] = &[
-    "get_multiple_table_schemas",
-    "execute_sales_query",
-    "semantic_search_products",
-    "full_text_search_products",
-    "hybrid_search_products",
-    "get_current_utc_date",
-];
-
-/// Tools that need an embedding model.
-pub const EMBEDDING_TOOLS: &[&str] = &["semantic_search_products", "hybrid_search_products"];
 
 const INSTRUCTIONS: &str = "Read-only analytics over the Zava DIY retail database (stores, customers, \
 categories, product types, products, inventory, orders, order items). Call get_multiple_table_schemas \
@@ -74,11 +63,12 @@ impl AppState {
         row_cap: u32,
         enabled: &[String],
     ) -> Self {
-        let enabled_tools = TOOL_NAMES
-            .iter()
-            .filter(|t| enabled.is_empty() || enabled.iter().any(|e| e == *t))
-            .filter(|t| embedder.is_some() || !EMBEDDING_TOOLS.contains(t))
-            .map(|t| (*t).to_owned())
+        // The catalogue (mcp_fleet_core::tools) is the one list of tools.
+        let enabled_tools = ToolName::ALL
+            .into_iter()
+            .filter(|t| enabled.is_empty() || enabled.iter().any(|e| e == t.as_str()))
+            .filter(|t| embedder.is_some() || !t.needs_embeddings())
+            .map(|t| t.as_str().to_owned())
             .collect();
         let audit = crate::mcp::audit::AuditLog::start(
             db.pool().clone(),
@@ -134,8 +124,7 @@ impl ToolFailure {
 impl From<crate::db::DbError> for ToolFailure {
     fn from(e: crate::db::DbError) -> Self {
         let reason = e.reason();
-        let outcome =
-            if matches!(e, crate::db::DbError::UnknownStore { .. }) { "rejected" } else { "error" };
+        let outcome = if matches!(e, crate::db::DbError::UnknownStore { .. }) { "rejected" } else { "error" };
         Self { message: e.to_string(), reason, outcome, query: None }
     }
 }
