@@ -14,6 +14,7 @@ use crate::config::{ServerConfig, Transport};
 use crate::db::TenantDb;
 use crate::http::{HttpOptions, router};
 use crate::mcp::AppState;
+use crate::mcp::audit::{self, AuditLog};
 use crate::metrics::Metrics;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -37,7 +38,11 @@ pub async fn state(cfg: &ServerConfig) -> anyhow::Result<AppState> {
     } else {
         None
     };
-    Ok(AppState::new(db, embedder, Arc::new(Metrics::new()), cfg.row_cap, &cfg.enabled_tools))
+    let metrics = Arc::new(Metrics::new());
+    // The audit writer starts with the state, on the current runtime.
+    let audit =
+        AuditLog::start(db.pool().clone(), db.mode(), metrics.clone(), audit::BUFFER, audit::RESERVE_WAIT);
+    Ok(AppState::new(db, embedder, metrics, cfg.row_cap, &cfg.enabled_tools, audit))
 }
 
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
@@ -48,7 +53,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             tracing::warn!(tenant = %tenant, "stdio transport: no authentication, the local user acts as the tenant");
             app.stdio_caller = Some(Authenticator::stdio_caller(tenant));
             let app = Arc::new(app);
-            let server = crate::mcp::RetailServer::new(app.clone(), crate::mcp::RetailServer::router());
+            let server = crate::mcp::RetailServer::new(app.clone());
             let running =
                 server.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
             running.waiting().await.context("stdio session")?;

@@ -211,7 +211,6 @@ fn caller(tenant: &mcp_fleet_core::TenantName, scope: StoreScope, grants: Grants
         scope,
         grants: Arc::new(grants),
         request_id: "fuzz-corpus".into(),
-        audit: None,
     }
 }
 

@@ -24,8 +24,6 @@ pub struct Caller {
     pub grants: Arc<Grants>,
     /// Correlates logs, metrics and the audit row of one request.
     pub request_id: String,
-    /// The reserved audit record of the tool call in progress, if any.
-    pub audit: Option<crate::mcp::audit::AuditTicket>,
 }
 
 /// Which of the tenant's stores a request may see.

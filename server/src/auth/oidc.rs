@@ -151,14 +151,7 @@ impl Oidc {
                 }
             }
         };
-        Ok(Caller {
-            tenant,
-            subject,
-            scope,
-            grants: Arc::new(self.roles.grants(&role_names)),
-            request_id,
-            audit: None,
-        })
+        Ok(Caller { tenant, subject, scope, grants: Arc::new(self.roles.grants(&role_names)), request_id })
     }
 }
 

@@ -21,6 +21,7 @@ use sqlx::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use super::outcome::Outcome;
 use crate::auth::identity::Caller;
 use crate::metrics::Metrics;
 
@@ -43,7 +44,7 @@ pub struct AuditRecord {
     pub arguments: Value,
     pub rows: Option<i32>,
     pub duration_ms: f64,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub error: Option<String>,
     pub request_id: String,
 }
@@ -107,7 +108,7 @@ impl AuditLog {
             arguments: arguments.map(sanitize).unwrap_or(Value::Object(Map::new())),
             rows: None,
             duration_ms: 0.0,
-            outcome: "ok",
+            outcome: Outcome::Ok,
             error: None,
             request_id: caller.request_id.clone(),
         };
@@ -148,7 +149,7 @@ impl std::fmt::Debug for AuditTicket {
 
 impl AuditTicket {
     /// Fills in the outcome and hands the record to the writer.
-    pub fn complete(&self, outcome: &'static str, rows: Option<i64>, error: Option<&str>) {
+    pub fn complete(&self, outcome: Outcome, rows: Option<usize>, error: Option<&str>) {
         let Some(Pending { tx, slot, mut record, started }) = self.0.lock().ok().and_then(|mut g| g.take())
         else {
             return;
@@ -159,10 +160,6 @@ impl AuditTicket {
         record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         // Fails only when the writer has gone, after shutdown's deadline: nothing left to do.
         let _ = tx.send((record, slot));
-    }
-
-    pub fn is_pending(&self) -> bool {
-        self.0.lock().map(|g| g.is_some()).unwrap_or(false)
     }
 }
 
@@ -297,7 +294,7 @@ async fn write_batch<'a>(
         .bind(rows.iter().map(|r| r.arguments.to_string()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.rows).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.outcome.to_owned()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
         .execute(&mut *tx)

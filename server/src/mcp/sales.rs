@@ -4,11 +4,13 @@
 
 use std::time::Instant;
 
-use super::{AppState, ToolFailure};
+use mcp_fleet_sql_guard::{self as sql_guard, SqlPolicy};
+
+use super::outcome::ToolFailure;
+use super::result::{Compact, compact};
+use super::state::AppState;
 use crate::auth::identity::Caller;
 use crate::db::DbError;
-use crate::mcp::result::{Compact, compact};
-use mcp_fleet_sql_guard::{self as sql_guard, SqlPolicy};
 
 /// Validates and runs `sql`, returning at most `cap` rows (and saying when there were more).
 pub async fn execute(
@@ -17,8 +19,7 @@ pub async fn execute(
     sql: &str,
     cap: usize,
 ) -> Result<Compact, ToolFailure> {
-    let validated =
-        sql_guard::validate(sql, policy()).map_err(|r| ToolFailure::rejected(r.reason(), r.to_string()))?;
+    let validated = sql_guard::validate(sql, policy())?;
     let text = if !caller.grants.pii && validated.tables.contains("retail.customers") {
         mask_customers(&validated.sql)?
     } else {
@@ -53,8 +54,7 @@ pub fn mask_customers(validated_sql: &str) -> Result<String, ToolFailure> {
     static RAW: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let raw = RAW.get_or_init(|| regex::Regex::new(r"\bretail\.customers\b").expect("static pattern"));
     let masked = raw.replace_all(validated_sql, "retail.customers_masked").into_owned();
-    let checked = sql_guard::validate(&masked, masked_policy())
-        .map_err(|r| ToolFailure::rejected(r.reason(), r.to_string()))?;
+    let checked = sql_guard::validate(&masked, masked_policy())?;
     if checked.tables.contains("retail.customers") {
         return Err(ToolFailure::rejected(
             "pii",

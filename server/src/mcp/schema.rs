@@ -8,7 +8,9 @@ use std::time::Duration;
 use moka::future::Cache;
 use rmcp::model::Resource;
 
-use super::{AppState, ToolFailure};
+use super::args::MAX_TABLE_NAMES;
+use super::outcome::ToolFailure;
+use super::state::AppState;
 use crate::auth::identity::{Caller, StoreScope};
 
 /// The tables a tenant may ask about, with a one-line purpose each.
@@ -79,8 +81,11 @@ pub async fn describe_tables(
             "table_names is required and cannot be empty",
         ));
     }
-    if names.len() > 20 {
-        return Err(ToolFailure::rejected("invalid_arguments", "ask for at most 20 tables at a time"));
+    if names.len() > MAX_TABLE_NAMES {
+        return Err(ToolFailure::rejected(
+            "invalid_arguments",
+            format!("ask for at most {MAX_TABLE_NAMES} tables at a time"),
+        ));
     }
     let mut tables = Vec::with_capacity(names.len());
     let mut invalid: Vec<&String> = Vec::new();

@@ -7,13 +7,15 @@ use std::time::Instant;
 use pgvector::Vector;
 use sqlx::postgres::PgRow;
 
-use super::{AppState, FullTextSearchArgs, HybridSearchArgs, SemanticSearchArgs, ToolFailure};
+use super::args::{
+    FullTextSearchArgs, HybridSearchArgs, MAX_DESCRIPTION_CHARS, MAX_QUERY_CHARS, MAX_ROWS,
+    MAX_SEMANTIC_WEIGHT, MAX_SIMILARITY, MIN_ROWS, MIN_SEMANTIC_WEIGHT, MIN_SIMILARITY, SemanticSearchArgs,
+};
+use super::outcome::ToolFailure;
+use super::result::{Compact, compact};
+use super::state::AppState;
 use crate::auth::identity::Caller;
 use crate::db::DbError;
-use crate::mcp::result::{Compact, compact};
-
-/// Default share of semantic similarity in the hybrid score (the rest is full-text rank).
-pub const DEFAULT_SEMANTIC_WEIGHT: f64 = 0.7;
 /// How many nearest neighbours and text matches each side contributes before fusing.
 const HYBRID_CANDIDATES: i64 = 100;
 
@@ -32,10 +34,10 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<String, ToolFailure
 }
 
 fn check_rows(max_rows: u32) -> Result<i64, ToolFailure> {
-    if !(1..=100).contains(&max_rows) {
+    if !(MIN_ROWS..=MAX_ROWS).contains(&max_rows) {
         return Err(ToolFailure::rejected(
             "invalid_arguments",
-            format!("max_rows must be between 1 and 100, got {max_rows}"),
+            format!("max_rows must be between {MIN_ROWS} and {MAX_ROWS}, got {max_rows}"),
         ));
     }
     Ok(i64::from(max_rows))
@@ -78,12 +80,15 @@ pub async fn semantic(
     caller: &Caller,
     args: &SemanticSearchArgs,
 ) -> Result<Compact, ToolFailure> {
-    let text = check_text("query_description", &args.query_description, 1000)?;
+    let text = check_text("query_description", &args.query_description, MAX_DESCRIPTION_CHARS)?;
     let limit = check_rows(args.max_rows)?;
-    if !(20.0..=80.0).contains(&args.similarity_threshold) {
+    if !(f64::from(MIN_SIMILARITY)..=f64::from(MAX_SIMILARITY)).contains(&args.similarity_threshold) {
         return Err(ToolFailure::rejected(
             "invalid_arguments",
-            format!("similarity_threshold must be between 20 and 80, got {}", args.similarity_threshold),
+            format!(
+                "similarity_threshold must be between {MIN_SIMILARITY} and {MAX_SIMILARITY}, got {}",
+                args.similarity_threshold
+            ),
         ));
     }
     let vector = embed_query(state, &text).await?;
@@ -116,7 +121,7 @@ pub async fn full_text(
     caller: &Caller,
     args: &FullTextSearchArgs,
 ) -> Result<Compact, ToolFailure> {
-    let text = check_text("query", &args.query, 500)?;
+    let text = check_text("query", &args.query, MAX_QUERY_CHARS)?;
     let limit = check_rows(args.max_rows)?;
     let q = sqlx::query(
         "SELECT p.product_id, p.sku, p.product_name, c.category_name, t.type_name, p.base_price,
@@ -147,12 +152,15 @@ pub async fn hybrid(
     caller: &Caller,
     args: &HybridSearchArgs,
 ) -> Result<Compact, ToolFailure> {
-    let text = check_text("query_description", &args.query_description, 1000)?;
+    let text = check_text("query_description", &args.query_description, MAX_DESCRIPTION_CHARS)?;
     let limit = check_rows(args.max_rows)?;
-    if !(0.0..=1.0).contains(&args.semantic_weight) {
+    if !(f64::from(MIN_SEMANTIC_WEIGHT)..=f64::from(MAX_SEMANTIC_WEIGHT)).contains(&args.semantic_weight) {
         return Err(ToolFailure::rejected(
             "invalid_arguments",
-            format!("semantic_weight must be between 0 and 1, got {}", args.semantic_weight),
+            format!(
+                "semantic_weight must be between {MIN_SEMANTIC_WEIGHT} and {MAX_SEMANTIC_WEIGHT}, got {}",
+                args.semantic_weight
+            ),
         ));
     }
     let vector = embed_query(state, &text).await?;
