@@ -1,17 +1,23 @@
-//! Validation: turns an McpTenant, the admin database URL and the operator's defaults into a
-//! [`Plan`] for the builders, or says what in the spec must change. Pure, no I/O. The API server
-//! already enforces the CEL rules; this re-checks what CEL cannot (cron semantics, time zones,
-//! the URL inside a Secret, tenant names claimed twice).
+//! Validation, the second step of a reconcile: turns an McpTenant, what dereference found (the
+//! admin database URL, the other McpTenants) and the operator's defaults into a [`Plan`] for the
+//! builders, or says what must change. Pure, no I/O. The API server already enforces the CEL
+//! rules; this re-checks what CEL cannot (cron semantics, time zones, the URL inside a Secret,
+//! tenant names claimed twice).
+
+mod plan;
 
 use std::str::FromStr as _;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{Resource, ResourceExt};
 use mcp_fleet_core::{TenantName, TenantNameError};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+pub use self::plan::{DatabaseTarget, Plan};
+use crate::controller::Dereferenced;
+use crate::controller::status::Verdict;
 use crate::crd::McpTenant;
-use crate::resources::{DatabaseTarget, Plan};
 
 /// Operator-wide settings the plan falls back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,12 +65,58 @@ impl InvalidSpec {
     }
 }
 
+/// Why a reconcile cannot go on with an McpTenant.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// The spec must change: the McpTenant stalls until it does.
+    Spec(InvalidSpec),
+    /// No admin database connection (no Secret named, or it lacks the URL): `DatabaseReady` says
+    /// which, and the Secret watch brings the McpTenant back when it changes.
+    NoAdminConnection(Verdict),
+}
+
+/// An McpTenant that passed validation: the plan for the builders, and the admin connection for
+/// the database step (kept out of the plan, which every builder sees).
+#[derive(Debug)]
+pub struct Validated {
+    pub plan: Plan,
+    pub admin_url: AdminUrl,
+}
+
+/// The admin database URL; it may hold a password, so `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminUrl(String);
+
+impl AdminUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminUrl(<redacted>)")
+    }
+}
+
+/// Checks an McpTenant against what dereference found and builds the plan.
+pub fn validate(t: &McpTenant, defaults: &Defaults, deref: &Dereferenced) -> Result<Validated, Invalid> {
+    let tenant = tenant_name(t).map_err(Invalid::Spec)?;
+    if let Some(owner) = tenant_claimed_by(t, &tenant, deref.tenants.iter().map(Arc::as_ref)) {
+        let other = format!("{}/{}", owner.namespace.unwrap_or_default(), owner.name.unwrap_or_default());
+        return Err(Invalid::Spec(InvalidSpec::TenantClaimed { tenant: tenant.to_string(), other }));
+    }
+    let admin_url = deref.admin_url.as_ref().map_err(|v| Invalid::NoAdminConnection(v.clone()))?;
+    let plan = plan(t, defaults, admin_url).map_err(Invalid::Spec)?;
+    Ok(Validated { plan, admin_url: AdminUrl(admin_url.clone()) })
+}
+
 /// The tenant name in PostgreSQL: `spec.tenant`, else `metadata.name`.
 pub fn tenant_name(t: &McpTenant) -> Result<TenantName, InvalidSpec> {
     Ok(TenantName::new(t.spec.tenant.clone().unwrap_or_else(|| t.name_any()))?)
 }
 
-/// Checks the spec and builds the plan. `admin_url` is the URL the dereference step found.
+/// Checks the spec alone and builds the plan. `admin_url` is the URL the dereference step found.
 pub fn plan(t: &McpTenant, defaults: &Defaults, admin_url: &str) -> Result<Plan, InvalidSpec> {
     let tenant = tenant_name(t)?;
     let spec = &t.spec;
@@ -249,6 +301,40 @@ mod tests {
         let d = database_target("postgres://op:pw@10.0.0.5:6432/zava?sslmode=verify-full", Some("other"))
             .unwrap();
         assert_eq!(d.url_for("x"), "postgres://x@10.0.0.5:6432/other?sslmode=verify-full");
+    }
+
+    fn found(admin_url: Result<String, Verdict>, tenants: Vec<Arc<McpTenant>>) -> Dereferenced {
+        Dereferenced { admin_url, stored: None, tenants, last_backup: None }
+    }
+
+    #[test]
+    fn validate_checks_the_name_the_claim_and_the_admin_connection_in_turn() {
+        let t = tenant(MINIMAL);
+        let url = || Ok(defaults().admin_url.unwrap());
+        assert_eq!(validate(&t, &defaults(), &found(url(), vec![])).unwrap().plan, plan_of(&t).unwrap());
+
+        let missing = Verdict::failed("AdminSecretMissing", "Secret retail/pg does not exist");
+        let err = validate(&t, &defaults(), &found(Err(missing.clone()), vec![])).unwrap_err();
+        assert_eq!(err, Invalid::NoAdminConnection(missing.clone()));
+
+        let mut older = tenant(MINIMAL);
+        older.metadata.uid = Some("older".into());
+        older.metadata.namespace = Some("other".into());
+        let mut me = t.clone();
+        me.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(2_000).unwrap(),
+        ));
+        older.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap(),
+        ));
+        // A claimed name stalls even without an admin connection: the spec must change first.
+        let err = validate(&me, &defaults(), &found(Err(missing), vec![Arc::new(older)])).unwrap_err();
+        assert!(matches!(err, Invalid::Spec(InvalidSpec::TenantClaimed { .. })), "{err:?}");
+
+        let mut bad = t.clone();
+        bad.spec.tenant = Some("Not_Valid".into());
+        let err = validate(&bad, &defaults(), &found(url(), vec![])).unwrap_err();
+        assert!(matches!(err, Invalid::Spec(InvalidSpec::TenantName(_))), "{err:?}");
     }
 
     #[test]
