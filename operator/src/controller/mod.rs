@@ -6,6 +6,8 @@ mod apply;
 mod backoff;
 mod cleanup;
 mod dereference;
+#[cfg(test)]
+mod pipeline_tests;
 mod reconcile;
 pub mod status;
 
