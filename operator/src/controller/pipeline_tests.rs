@@ -1,6 +1,7 @@
-//! One reconcile of the minimal example against a mocked Kubernetes API (tower-test, as
-//! kube-rs/controller-rs does it) and a real PostgreSQL: the requests, in order, are exactly the
-//! pipeline's reads and writes.
+//! Reconciles against a mocked Kubernetes API (tower-test, as kube-rs/controller-rs does it): the
+//! minimal example with a real PostgreSQL, whose requests, in order, are exactly the pipeline's
+//! reads and writes; and a spec the server would refuse, which stalls having written only its
+//! status.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,12 +35,12 @@ enum Answer {
 
 /// Serves `expected` in order, checking each request's method and path (a path ending in `*` is a
 /// prefix) and that every server-side apply is forced under the operator's field manager; then
-/// expects no more. Returns how many server-side applies it saw.
+/// expects no more. Returns the server-side applies it saw: path and body.
 async fn api_server(
     mut handle: Handle<Request<Body>, Response<Body>>,
     expected: Vec<(Method, String, Answer)>,
-) -> usize {
-    let mut applies = 0;
+) -> Vec<(String, serde_json::Value)> {
+    let mut applies = Vec::new();
     for (i, (method, path, answer)) in expected.into_iter().enumerate() {
         let (request, send) =
             handle.next_request().await.unwrap_or_else(|| panic!("request {i} ({method} {path}) never came"));
@@ -51,14 +52,17 @@ async fn api_server(
         assert!(seen.0 == method && matches, "request {i}: {seen:?}, expected {method} {path}");
         let query = request.uri().query().unwrap_or_default().to_owned();
         let content_type = request.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        if content_type == Some("application/apply-patch+yaml") {
-            applies += 1;
+        let apply = content_type == Some("application/apply-patch+yaml");
+        if apply {
             assert!(
                 query.contains(&format!("fieldManager={MANAGER}")) && query.contains("force=true"),
                 "{path}?{query}"
             );
         }
         let body = request.into_body().collect_bytes().await.expect("request body");
+        if apply {
+            applies.push((seen.1.clone(), serde_json::from_slice(&body).expect("an applied object is JSON")));
+        }
         let (status, body) = match answer {
             Answer::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -150,7 +154,7 @@ async fn a_reconcile_reads_then_writes_the_database_every_child_and_the_status_i
     assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(300)));
     drop(ctx);
     let applies = server.await.expect("the mocked API server saw exactly the expected requests");
-    assert_eq!(applies, 8, "seven children and the status, each a forced apply as {MANAGER}");
+    assert_eq!(applies.len(), 8, "seven children and the status, each a forced apply as {MANAGER}");
 
     // The database step ran: the tenant's roles own the Seattle store.
     let login = crate::validate::tenant_name(&t).unwrap().login_role();
@@ -160,4 +164,64 @@ async fn a_reconcile_reads_then_writes_the_database_every_child_and_the_status_i
         .await
         .unwrap();
     assert!(exists, "{login} was created");
+}
+
+#[tokio::test]
+async fn a_spec_the_server_would_refuse_stalls_before_anything_is_written() {
+    // Roles inheriting in a cycle: the CRD schema cannot see it, the server would refuse it.
+    let mut t = tenant(MINIMAL);
+    let role = |parent: &str| mcp_fleet_core::server_config::RoleSection {
+        inherits: vec![parent.into()],
+        ..Default::default()
+    };
+    t.spec.auth.roles.insert("a".into(), role("b"));
+    t.spec.auth.roles.insert("b".into(), role("a"));
+    let t = Arc::new(t);
+
+    let tenant_json = serde_json::to_value(&*t).unwrap();
+    let events = "/apis/events.k8s.io/v1/namespaces/retail/events".to_owned();
+    let expected = vec![
+        (
+            Method::GET,
+            "/api/v1/namespaces/retail/secrets/seattle-db-credentials".to_owned(),
+            Answer::NotFound,
+        ),
+        // No child, no database: only the status and its Events (Ready and Stalled share the reason,
+        // so the second is a repeat of the first).
+        (
+            Method::PATCH,
+            "/apis/mcpfleet.io/v1alpha1/namespaces/retail/mcptenants/seattle/status".to_owned(),
+            Answer::Json(tenant_json),
+        ),
+        (Method::POST, events.clone(), Answer::Echo),
+        (Method::PATCH, format!("{events}/seattle.*"), Answer::Echo),
+    ];
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(api_server(handle, expected));
+    let client = Client::new(service, "default");
+    let ctx = Context {
+        recorder: Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: None }),
+        client,
+        // Nothing listens there: the database step must not run.
+        defaults: Defaults { admin_url: Some("postgres://op:pw@127.0.0.1:1/zava".into()), ..defaults() },
+        databases: Databases::default(),
+        metrics: Arc::new(Metrics::default()),
+        tenants: reflector::store::<McpTenant>().0,
+        jobs: reflector::store().0,
+        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        resync: Duration::from_secs(300),
+    };
+    let action = apply_tenant(t, &ctx).await.expect("a stall is not an error");
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    drop(ctx);
+    let applies = server.await.expect("exactly the expected requests");
+    assert_eq!(applies.len(), 1, "only the status is applied");
+    let conditions = applies[0].1["status"]["conditions"].as_array().unwrap().clone();
+    let stalled = conditions.iter().find(|c| c["type"] == "Stalled").expect("a Stalled condition");
+    assert_eq!(
+        (stalled["status"].as_str(), stalled["reason"].as_str()),
+        (Some("True"), Some("InvalidServerConfig"))
+    );
+    let message = stalled["message"].as_str().unwrap();
+    assert!(message.contains("auth.roles inherit in a cycle: a -> b -> a"), "{message}");
 }

@@ -2,7 +2,8 @@
 //! admin database URL, the other McpTenants) and the operator's defaults into a [`Plan`] for the
 //! builders, or says what must change. Pure, no I/O. The API server already enforces the CEL
 //! rules; this re-checks what CEL cannot (cron semantics, time zones, the URL inside a Secret,
-//! tenant names claimed twice).
+//! tenant names claimed twice), and checks the server configuration the spec renders with the
+//! server's own `ServerConfigFile::validate`.
 
 mod plan;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{Resource, ResourceExt};
+use mcp_fleet_core::server_config::Problem;
 use mcp_fleet_core::{TenantName, TenantNameError};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
@@ -18,6 +20,7 @@ pub use self::plan::{DatabaseTarget, Plan};
 use crate::controller::Dereferenced;
 use crate::controller::status::Verdict;
 use crate::crd::McpTenant;
+use crate::resources::server_config;
 
 /// Operator-wide settings the plan falls back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +50,9 @@ pub enum InvalidSpec {
     AdminUrl { origin: String, reason: String },
     #[error("tenant {tenant:?} is already claimed by McpTenant {other}; choose another spec.tenant")]
     TenantClaimed { tenant: String, other: String },
+    /// The server configuration the spec renders is one the server would refuse at start-up.
+    #[error("the server would refuse the configuration this spec gives it: {}", .0.join("; "))]
+    ServerConfig(Vec<Problem>),
 }
 
 impl InvalidSpec {
@@ -61,6 +67,7 @@ impl InvalidSpec {
             InvalidSpec::Autoscaling { .. } => "InvalidAutoscaling",
             InvalidSpec::AdminUrl { .. } => "InvalidDatabaseConnection",
             InvalidSpec::TenantClaimed { .. } => "TenantNameConflict",
+            InvalidSpec::ServerConfig(_) => "InvalidServerConfig",
         }
     }
 }
@@ -108,6 +115,12 @@ pub fn validate(t: &McpTenant, defaults: &Defaults, deref: &Dereferenced) -> Res
     }
     let admin_url = deref.admin_url.as_ref().map_err(|v| Invalid::NoAdminConnection(v.clone()))?;
     let plan = plan(t, defaults, admin_url).map_err(Invalid::Spec)?;
+    // What the server checks at start-up, checked here, so a spec it would refuse stalls with the
+    // problems instead of crash-looping pods.
+    let problems = server_config(&plan).validate();
+    if !problems.is_empty() {
+        return Err(Invalid::Spec(InvalidSpec::ServerConfig(problems)));
+    }
     Ok(Validated { plan, admin_url: AdminUrl(admin_url.clone()) })
 }
 
@@ -335,6 +348,28 @@ mod tests {
         bad.spec.tenant = Some("Not_Valid".into());
         let err = validate(&bad, &defaults(), &found(url(), vec![])).unwrap_err();
         assert!(matches!(err, Invalid::Spec(InvalidSpec::TenantName(_))), "{err:?}");
+    }
+
+    #[test]
+    fn a_spec_the_server_would_refuse_stalls_with_the_servers_words() {
+        let url = || Ok(defaults().admin_url.unwrap());
+        let mut t = tenant(crate::resources::fixtures::FULL);
+        t.spec.tools.enabled.push("drop_tables".into());
+        let roles = &mut t.spec.auth.roles;
+        roles.get_mut("analyst").unwrap().inherits = vec!["manager".into()];
+        t.spec.server.log_level = Some("info,mcp_fleet_server=loud".into());
+        let Err(Invalid::Spec(err)) = validate(&t, &defaults(), &found(url(), vec![])) else {
+            panic!("the spec was accepted")
+        };
+        assert_eq!(err.reason(), "InvalidServerConfig");
+        let message = err.to_string();
+        for needle in [
+            "tools.enabled names unknown tool \"drop_tables\"",
+            "auth.roles inherit in a cycle: analyst -> manager -> analyst",
+            "logging.level",
+        ] {
+            assert!(message.contains(needle), "{needle:?} missing in {message}");
+        }
     }
 
     #[test]
