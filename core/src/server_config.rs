@@ -102,6 +102,7 @@ pub enum TenancyMode {
 pub struct ToolsSection {
     /// Tool names to offer; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "crate::tools::ToolList")]
     pub enabled: Vec<String>,
     /// Most rows a query tool returns; the result says when it truncated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +226,7 @@ pub struct RoleSection {
     pub inherits: Vec<String>,
     /// Tools this role may call (`*` for all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "crate::tools::RoleToolList")]
     pub tools: Vec<String>,
     /// Whether customer PII (email, phone) is shown unmasked.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
