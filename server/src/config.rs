@@ -4,14 +4,11 @@
 //! problem is reported at once, in one message. Reads files (the config and the password file),
 //! no other I/O.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use mcp_fleet_core::TenantName;
 pub use mcp_fleet_core::server_config::LogFormat;
 use mcp_fleet_core::server_config::{
-    AuthMode, AuthSection, EmbeddingProvider, EmbeddingsSection, Problem, ServerConfigFile, TenancyMode,
+    AuthMode, CheckedConfig, EmbeddingProvider, Problem, ServerConfigFile, TenancyMode,
 };
 
 /// Flags of `mcp-fleet-server serve`. Each one overrides the config file; each has an env var.
@@ -109,52 +106,20 @@ fn parse_provider(s: &str) -> Result<EmbeddingProvider, String> {
     }
 }
 
-/// The validated configuration the server runs with.
+/// The validated configuration the server runs with: the transport, and the checked settings of
+/// the file with flags and environment merged in (`Deref` reaches them), the database password
+/// read. `Debug` never shows the password.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub transport: Transport,
-    pub listen: SocketAddr,
-    pub tenant: Option<TenantName>,
-    pub public_url: Option<String>,
-    pub allowed_hosts: Vec<String>,
-    pub database: DatabaseConfig,
-    pub row_cap: u32,
-    pub enabled_tools: Vec<String>,
-    pub embeddings: EmbeddingsSection,
-    pub auth: AuthSection,
-    pub auth_mode: AuthMode,
-    pub max_concurrent_requests: u32,
-    pub request_timeout: Duration,
-    pub max_body_bytes: u64,
-    pub log_format: LogFormat,
-    pub log_level: String,
-    pub otlp_endpoint: Option<String>,
+    pub settings: CheckedConfig,
 }
 
-/// Database settings. `Debug` never shows the password.
-#[derive(Clone)]
-pub struct DatabaseConfig {
-    pub url: String,
-    pub password: Option<String>,
-    pub mode: TenancyMode,
-    pub min_connections: u32,
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_lifetime: Duration,
-    pub statement_timeout: Duration,
-    pub application_name: String,
-}
+impl std::ops::Deref for ServerConfig {
+    type Target = CheckedConfig;
 
-impl std::fmt::Debug for DatabaseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseConfig")
-            .field("url", &mcp_fleet_core::redact::redact_url(&self.url))
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("mode", &self.mode)
-            .field("max_connections", &self.max_connections)
-            .field("statement_timeout", &self.statement_timeout)
-            .finish_non_exhaustive()
+    fn deref(&self) -> &CheckedConfig {
+        &self.settings
     }
 }
 
@@ -197,45 +162,17 @@ pub fn resolve(
         },
         None => Ok(env("MCP_FLEET_DATABASE_PASSWORD")),
     };
-    let (c, password) = match (checked, password) {
-        (Ok(c), Ok(password)) => (c, password),
+    match (checked, password) {
+        (Ok(mut settings), Ok(password)) => {
+            settings.database.password = password;
+            Ok(ServerConfig { transport: args.transport, settings })
+        }
         (checked, password) => {
             let mut problems = checked.err().unwrap_or_default();
             problems.extend(password.err());
-            return Err(ConfigErrors(problems));
+            Err(ConfigErrors(problems))
         }
-    };
-    let db = c.database;
-    Ok(ServerConfig {
-        transport: args.transport,
-        listen: c.listen,
-        tenant: c.tenant,
-        public_url: c.public_url,
-        allowed_hosts: c.allowed_hosts,
-        database: DatabaseConfig {
-            url: db.url,
-            password,
-            mode: db.mode,
-            min_connections: db.min_connections,
-            max_connections: db.max_connections,
-            acquire_timeout: db.acquire_timeout,
-            idle_timeout: db.idle_timeout,
-            max_lifetime: db.max_lifetime,
-            statement_timeout: db.statement_timeout,
-            application_name: db.application_name,
-        },
-        row_cap: c.row_cap,
-        enabled_tools: c.enabled_tools,
-        embeddings: c.embeddings,
-        auth: c.auth,
-        auth_mode: c.auth_mode,
-        max_concurrent_requests: c.max_concurrent_requests,
-        request_timeout: c.request_timeout,
-        max_body_bytes: c.max_body_bytes,
-        log_format: c.log_format,
-        log_level: c.log_level,
-        otlp_endpoint: c.otlp_endpoint,
-    })
+    }
 }
 
 impl ServeArgs {
@@ -271,6 +208,8 @@ impl ServeArgs {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn no_env(_: &str) -> Option<String> {
@@ -298,7 +237,7 @@ mod tests {
         .unwrap();
         let args = ServeArgs { tenant: Some("eastside".into()), row_cap: Some(20), ..Default::default() };
         let cfg = resolve(&args, file.clone(), no_env, no_files).unwrap();
-        assert_eq!(cfg.tenant.unwrap().as_str(), "eastside");
+        assert_eq!(cfg.tenant.as_ref().unwrap().as_str(), "eastside");
         assert_eq!(cfg.row_cap, 20);
         assert_eq!(cfg.database.statement_timeout, Duration::from_secs(2));
 

@@ -70,12 +70,15 @@ pub struct CheckedConfig {
     pub otlp_endpoint: Option<String>,
 }
 
-/// The database settings of a [`CheckedConfig`]. `Debug` leaves out the URL (it may hold a
-/// password).
+/// The database settings of a [`CheckedConfig`]. `Debug` shows neither the password nor the
+/// password inside a URL.
 #[derive(Clone)]
 pub struct CheckedDatabase {
     pub url: String,
     pub password_file: Option<PathBuf>,
+    /// The password, which the server reads from `password_file` (or its environment); the
+    /// check leaves it empty, since it reads no files.
+    pub password: Option<String>,
     pub mode: TenancyMode,
     pub min_connections: u32,
     pub max_connections: u32,
@@ -90,6 +93,7 @@ impl std::fmt::Debug for CheckedDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CheckedDatabase")
             .field("url", &crate::redact::redact_url(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "***"))
             .field("mode", &self.mode)
             .field("max_connections", &self.max_connections)
             .field("statement_timeout", &self.statement_timeout)
@@ -257,6 +261,7 @@ impl ServerConfigFile {
             database: CheckedDatabase {
                 url,
                 password_file: db.password_file.clone(),
+                password: None,
                 mode,
                 min_connections,
                 max_connections,

@@ -14,7 +14,7 @@ use sqlx::{ConnectOptions, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::auth::identity::{Caller, StoreScope};
-use crate::config::DatabaseConfig;
+use mcp_fleet_core::server_config::CheckedDatabase;
 
 /// Errors of the database layer, with messages a caller can act on (no internals).
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ pub struct TenantDb {
 
 impl TenantDb {
     /// A pool that connects on first use, so the server starts (not ready) while the database is down.
-    pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<Self, String> {
+    pub fn connect_lazy(cfg: &CheckedDatabase) -> Result<Self, String> {
         let mut opts: PgConnectOptions = cfg.url.parse().map_err(|e| {
             format!("database url {} is invalid: {e}", mcp_fleet_core::redact::redact_url(&cfg.url))
         })?;
