@@ -70,11 +70,18 @@ pub mod operator {
     pub const ALL: &[Metric] = &[RECONCILES, RECONCILE_FAILURES, RECONCILE_DURATION, LEADER, TENANTS];
 }
 
-/// Every exported metric's full name (`<prefix>_<name>`), server's and operator's.
+/// The full names (`<prefix>_<name>`) of `metrics`, sorted.
+pub fn full_names(prefix: &str, metrics: &[Metric]) -> Vec<String> {
+    let mut names: Vec<String> = metrics.iter().map(|m| format!("{prefix}_{}", m.name)).collect();
+    names.sort();
+    names
+}
+
+/// Every exported metric's full name, server's and operator's.
 pub fn exported_names() -> Vec<String> {
-    let server = server::ALL.iter().map(|m| format!("{}_{}", server::PREFIX, m.name));
-    let operator = operator::ALL.iter().map(|m| format!("{}_{}", operator::PREFIX, m.name));
-    server.chain(operator).collect()
+    let mut names = full_names(server::PREFIX, server::ALL);
+    names.extend(full_names(operator::PREFIX, operator::ALL));
+    names
 }
 
 #[cfg(test)]

@@ -65,13 +65,19 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 /// What a role's tool list may name besides the catalogue: every tool.
 pub const ALL_TOOLS: &str = "*";
 
-/// A list of tool names, as a schema: an array whose items are the catalogue's names. For
-/// `#[schemars(with = "ToolList")]` on a `Vec<String>`, so the CRD refuses a misspelt name.
-pub struct ToolList;
+/// A list of tool names, as a schema: an array whose items are the catalogue's names, and `*`
+/// (every tool) when `ALLOW_ALL`. For `#[schemars(with = "ToolList")]` on a `Vec<String>`, so
+/// the CRD refuses a misspelt name.
+pub struct NameList<const ALLOW_ALL: bool>;
 
-impl JsonSchema for ToolList {
+/// Tools to offer (`tools.enabled`).
+pub type ToolList = NameList<false>;
+/// Tools a role may call (`auth.roles.*.tools`).
+pub type RoleToolList = NameList<true>;
+
+impl<const ALLOW_ALL: bool> JsonSchema for NameList<ALLOW_ALL> {
     fn schema_name() -> Cow<'static, str> {
-        "ToolList".into()
+        if ALLOW_ALL { "RoleToolList" } else { "ToolList" }.into()
     }
 
     fn inline_schema() -> bool {
@@ -79,25 +85,8 @@ impl JsonSchema for ToolList {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let names: Vec<&str> = names().collect();
-        json_schema!({ "type": "array", "items": { "type": "string", "enum": names } })
-    }
-}
-
-/// A role's tool list, as a schema: catalogue names or `*` (every tool).
-pub struct RoleToolList;
-
-impl JsonSchema for RoleToolList {
-    fn schema_name() -> Cow<'static, str> {
-        "RoleToolList".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let names: Vec<&str> = names().chain([ALL_TOOLS]).collect();
+        let all = ALLOW_ALL.then_some(ALL_TOOLS);
+        let names: Vec<&str> = names().chain(all).collect();
         json_schema!({ "type": "array", "items": { "type": "string", "enum": names } })
     }
 }

@@ -110,9 +110,6 @@ mod tests {
         m.set_conditions("a/x", Some(vec![("Ready".to_owned(), "True".to_owned())]));
         let mut registered: Vec<String> = m.registry.gather().iter().map(|f| f.name().to_owned()).collect();
         registered.sort();
-        let mut named: Vec<String> =
-            names::ALL.iter().map(|n| format!("{}_{}", names::PREFIX, n.name)).collect();
-        named.sort();
-        assert_eq!(registered, named);
+        assert_eq!(registered, mcp_fleet_core::metrics::full_names(names::PREFIX, names::ALL));
     }
 }

@@ -121,9 +121,6 @@ mod tests {
         m.audit_records.with_label_values(&["written"]).inc();
         let mut registered: Vec<String> = m.registry.gather().iter().map(|f| f.name().to_owned()).collect();
         registered.sort();
-        let mut named: Vec<String> =
-            names::ALL.iter().map(|n| format!("{}_{}", names::PREFIX, n.name)).collect();
-        named.sort();
-        assert_eq!(registered, named);
+        assert_eq!(registered, mcp_fleet_core::metrics::full_names(names::PREFIX, names::ALL));
     }
 }

@@ -14,6 +14,22 @@ use serde::de::DeserializeOwned;
 use crate::build::{Children, Optional};
 use crate::resources::MANAGER;
 
+/// What a child object is to the API: a namespaced kind the operator can apply (serialise) and
+/// read back.
+pub trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+{
+}
+
 /// A child the API server did not accept. Displays the API server's own message (what a user
 /// fixes), not the whole response.
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +74,7 @@ fn api_message(e: &kube::Error) -> String {
 /// stored. An unchanged object is not written: the API server keeps its resourceVersion.
 pub async fn apply<K>(client: &Client, obj: &K) -> Result<K, ApplyError>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
+    K: Child,
 {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
@@ -107,11 +119,7 @@ pub async fn apply_or_delete<K>(
     child: &Optional<K>,
 ) -> Result<Option<K>, ApplyError>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
+    K: Child,
 {
     match &child.object {
         Some(object) => apply(client, object).await.map(Some),

@@ -11,7 +11,6 @@ use kube::Client;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
-use sqlx::Executor as _;
 use tower_test::mock::Handle;
 
 use super::reconcile::apply_tenant;
@@ -83,21 +82,28 @@ async fn api_server(
     applies
 }
 
+/// What a reconcile needs, around `client`, with `admin_url` as the operator's database URL.
+fn context(client: Client, admin_url: &str) -> Context {
+    Context {
+        recorder: Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: None }),
+        client,
+        defaults: Defaults { admin_url: Some(admin_url.to_owned()), ..defaults() },
+        databases: Databases::default(),
+        metrics: Arc::new(Metrics::default()),
+        tenants: reflector::store::<McpTenant>().0,
+        jobs: reflector::store().0,
+        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        resync: Duration::from_secs(300),
+    }
+}
+
 #[tokio::test]
 async fn a_reconcile_reads_then_writes_the_database_every_child_and_the_status_in_order() {
-    // PostgreSQL with the sample stores and an operator login (as in tests/database.rs).
+    // PostgreSQL with the sample stores, reached as its admin.
     let db = mcp_fleet_testkit::TestDb::from_template("operator-stores", |pool| async move {
         mcp_fleet_testkit::pg::insert_sample_stores(&pool).await;
     })
     .await;
-    let op = mcp_fleet_testkit::pg::unique_name("op");
-    let pw = mcp_fleet_core::tenant::generate_password();
-    db.admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "CREATE ROLE {op} LOGIN PASSWORD '{pw}' IN ROLE mcpfleet_operator"
-        )))
-        .await
-        .expect("create the operator role");
 
     let mut t = tenant(MINIMAL);
     // A tenant name of its own in the shared template cluster.
@@ -138,18 +144,7 @@ async fn a_reconcile_reads_then_writes_the_database_every_child_and_the_status_i
 
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(api_server(handle, expected));
-    let client = Client::new(service, "default");
-    let ctx = Context {
-        recorder: Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: None }),
-        client,
-        defaults: Defaults { admin_url: Some(db.url_as(&op, &pw)), ..defaults() },
-        databases: Databases::default(),
-        metrics: Arc::new(Metrics::default()),
-        tenants: reflector::store::<McpTenant>().0,
-        jobs: reflector::store().0,
-        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-        resync: Duration::from_secs(300),
-    };
+    let ctx = context(Client::new(service, "default"), &db.admin_url());
     let action = apply_tenant(t.clone(), &ctx).await.expect("the reconcile succeeds");
     assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(300)));
     drop(ctx);
@@ -198,19 +193,8 @@ async fn a_spec_the_server_would_refuse_stalls_before_anything_is_written() {
     ];
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(api_server(handle, expected));
-    let client = Client::new(service, "default");
-    let ctx = Context {
-        recorder: Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: None }),
-        client,
-        // Nothing listens there: the database step must not run.
-        defaults: Defaults { admin_url: Some("postgres://op:pw@127.0.0.1:1/zava".into()), ..defaults() },
-        databases: Databases::default(),
-        metrics: Arc::new(Metrics::default()),
-        tenants: reflector::store::<McpTenant>().0,
-        jobs: reflector::store().0,
-        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-        resync: Duration::from_secs(300),
-    };
+    // Nothing listens there: the database step must not run.
+    let ctx = context(Client::new(service, "default"), "postgres://op:pw@127.0.0.1:1/zava");
     let action = apply_tenant(t, &ctx).await.expect("a stall is not an error");
     assert_eq!(action, kube::runtime::controller::Action::await_change());
     drop(ctx);

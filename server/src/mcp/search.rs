@@ -43,6 +43,16 @@ fn check_rows(max_rows: u32) -> Result<i64, ToolFailure> {
     Ok(i64::from(max_rows))
 }
 
+fn check_range(field: &str, value: f64, min: u8, max: u8) -> Result<(), ToolFailure> {
+    if !(f64::from(min)..=f64::from(max)).contains(&value) {
+        return Err(ToolFailure::rejected(
+            "invalid_arguments",
+            format!("{field} must be between {min} and {max}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
 async fn embed_query(state: &AppState, text: &str) -> Result<Vector, ToolFailure> {
     let Some(embedder) = &state.embedder else {
         return Err(ToolFailure::error("no_embedder", "semantic search is not configured on this server"));
@@ -82,15 +92,7 @@ pub async fn semantic(
 ) -> Result<Compact, ToolFailure> {
     let text = check_text("query_description", &args.query_description, MAX_DESCRIPTION_CHARS)?;
     let limit = check_rows(args.max_rows)?;
-    if !(f64::from(MIN_SIMILARITY)..=f64::from(MAX_SIMILARITY)).contains(&args.similarity_threshold) {
-        return Err(ToolFailure::rejected(
-            "invalid_arguments",
-            format!(
-                "similarity_threshold must be between {MIN_SIMILARITY} and {MAX_SIMILARITY}, got {}",
-                args.similarity_threshold
-            ),
-        ));
-    }
+    check_range("similarity_threshold", args.similarity_threshold, MIN_SIMILARITY, MAX_SIMILARITY)?;
     let vector = embed_query(state, &text).await?;
     // similarity percent = (1 - cosine distance) * 100, as in the reference sample.
     let max_distance = 1.0 - args.similarity_threshold / 100.0;
@@ -154,15 +156,7 @@ pub async fn hybrid(
 ) -> Result<Compact, ToolFailure> {
     let text = check_text("query_description", &args.query_description, MAX_DESCRIPTION_CHARS)?;
     let limit = check_rows(args.max_rows)?;
-    if !(f64::from(MIN_SEMANTIC_WEIGHT)..=f64::from(MAX_SEMANTIC_WEIGHT)).contains(&args.semantic_weight) {
-        return Err(ToolFailure::rejected(
-            "invalid_arguments",
-            format!(
-                "semantic_weight must be between {MIN_SEMANTIC_WEIGHT} and {MAX_SEMANTIC_WEIGHT}, got {}",
-                args.semantic_weight
-            ),
-        ));
-    }
+    check_range("semantic_weight", args.semantic_weight, MIN_SEMANTIC_WEIGHT, MAX_SEMANTIC_WEIGHT)?;
     let vector = embed_query(state, &text).await?;
     // Candidates: the nearest neighbours by meaning plus the best text matches; each is scored
     // on both signals. ts_rank_cd with normalisation 32 maps the rank into 0..1.
