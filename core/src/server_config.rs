@@ -2,13 +2,25 @@
 //! into a tenant's ConfigMap, and the server, which reads it at start-up. Every field is optional
 //! here; the server applies defaults, environment variables and flags, then validates the result
 //! (`mcp-fleet-server serve --help` lists them). Secrets never live in this file: the database
-//! password and API keys come from files or environment variables it names. Pure data.
+//! password and API keys come from files or environment variables it names. Pure data; the
+//! submodules check it (`ServerConfigFile::validate`), so the operator refuses what the server
+//! would.
+
+mod check;
+mod oidc;
+mod roles;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use check::{CheckedConfig, CheckedDatabase, LogFormat, Problem};
+pub use oidc::{
+    CheckedOidc, DEFAULT_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, is_loopback_http, public_key_algorithm,
+};
+pub use roles::{FlatRole, builtin_roles};
 
 /// The whole file. Unknown keys are errors, so a typo is reported instead of ignored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -90,6 +102,7 @@ pub enum TenancyMode {
 pub struct ToolsSection {
     /// Tool names to offer; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "crate::tools::ToolList")]
     pub enabled: Vec<String>,
     /// Most rows a query tool returns; the result says when it truncated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +230,7 @@ pub struct RoleSection {
     pub inherits: Vec<String>,
     /// Tools this role may call (`*` for all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "crate::tools::RoleToolList")]
     pub tools: Vec<String>,
     /// Whether customer PII (email, phone) is shown unmasked.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -280,40 +280,12 @@ async fn the_chart_installs_exactly_the_generated_crd_and_keeps_it_on_uninstall(
     assert!(!kinds(&without).contains("CustomResourceDefinition"));
 }
 
-/// Metric names (without `_bucket`/`_sum`/`_count`) the operator exports, from its registry.
-fn operator_metric_names() -> BTreeSet<String> {
-    let m = mcp_fleet_operator::metrics::Metrics::default();
-    m.failures.with_label_values(&["apply_failed"]).inc();
-    m.set_conditions("ns/t", Some(vec![("Ready".to_owned(), "False".to_owned())]));
-    m.render()
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split(' ').next())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Metric names the server defines: `<prefix>_<name>` for every `...::new("<name>", ...)` in
-/// server/src/metrics.rs (the server crate is not a dependency of these tests).
-fn server_metric_names() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(repo_root().join("server/src/metrics.rs"))
-        .expect("read server/src/metrics.rs");
-    assert!(
-        src.contains(r#"Registry::new_custom(Some("mcpfleet".into())"#),
-        "the server's metric prefix changed"
-    );
-    src.split("::new(\"")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .map(|n| format!("mcpfleet_{n}"))
-        .collect()
-}
-
 #[tokio::test]
 async fn alerts_and_the_dashboard_use_metrics_the_fleet_exports() {
     let rendered = objects(&render(&["--values", path_str(&full_values())]).await);
-    let exported: BTreeSet<String> =
-        operator_metric_names().into_iter().chain(server_metric_names()).collect();
+    // Names (without `_bucket`/`_sum`/`_count`) the server and the operator export: the list in
+    // core that both register (each checks that in a unit test).
+    let exported: BTreeSet<String> = mcp_fleet_core::metrics::exported_names().into_iter().collect();
     assert!(
         exported.contains("mcpfleet_tool_calls_total") && exported.contains("mcpfleet_operator_leader"),
         "{exported:?}"

@@ -1,6 +1,7 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, as client-go does it: the holder renews
 //! `renewTime` every few seconds; a candidate takes over once `renewTime + leaseDurationSeconds`
-//! has passed. Writes use the Lease's resourceVersion, so two candidates never both win. Does I/O.
+//! has passed. Writes use the Lease's resourceVersion, so two candidates never both win. Does I/O;
+//! the decision whether a candidate may take the lease (`may_take`) is pure.
 
 use std::time::{Duration, Instant};
 
@@ -49,11 +50,8 @@ impl LeaderElector {
             };
         };
         let spec = lease.spec.clone().unwrap_or_default();
-        let mine = spec.holder_identity.as_deref() == Some(self.s.identity.as_str());
-        let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
-        let expires = spec.renew_time.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH)
-            + SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
-        if !(mine || free || expires < now) {
+        let mine = holds(&spec, &self.s.identity);
+        if !may_take(&spec, &self.s.identity, now) {
             return Ok(false);
         }
         let acquired = if mine { spec.acquire_time.map(|t| t.0).unwrap_or(now) } else { now };
@@ -93,7 +91,7 @@ impl LeaderElector {
 
     /// Campaigns forever: sends `true` once leading and `false` if the lease is lost (no
     /// successful renewal for a whole lease duration).
-    pub async fn run(self, leading: watch::Sender<bool>) {
+    pub async fn run(&self, leading: watch::Sender<bool>) {
         let mut last_renewed: Option<Instant> = None;
         loop {
             match self.try_acquire_or_renew().await {
@@ -122,5 +120,54 @@ impl LeaderElector {
             }
             tokio::time::sleep(self.s.renew_every).await;
         }
+    }
+}
+
+/// Whether `identity` holds the lease.
+fn holds(spec: &LeaseSpec, identity: &str) -> bool {
+    spec.holder_identity.as_deref() == Some(identity)
+}
+
+/// Whether `identity` may write the lease at `now`: it holds it already, nobody does, or the
+/// holder let it expire (`renewTime + leaseDurationSeconds` has passed). Pure.
+fn may_take(spec: &LeaseSpec, identity: &str, now: Timestamp) -> bool {
+    let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+    let expires = spec.renew_time.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH)
+        + SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
+    holds(spec, identity) || free || expires < now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    fn held_by(holder: &str, renewed: i64, duration: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            renew_time: Some(MicroTime(at(renewed))),
+            lease_duration_seconds: Some(duration),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_live_lease_of_another_replica_is_left_alone_until_it_expires() {
+        let spec = held_by("b", 1_000, 15);
+        assert!(!may_take(&spec, "a", at(1_010)), "renewed 10 s ago, valid for 15 s");
+        assert!(!may_take(&spec, "a", at(1_015)), "expiry is not yet past at its instant");
+        assert!(may_take(&spec, "a", at(1_016)), "expired");
+    }
+
+    #[test]
+    fn the_holder_renews_and_a_free_lease_is_anyones() {
+        assert!(may_take(&held_by("a", 1_000, 15), "a", at(5_000)), "its own, even late");
+        let released = LeaseSpec { holder_identity: None, ..held_by("b", 1_000, 15) };
+        assert!(may_take(&released, "a", at(1_001)));
+        let emptied = LeaseSpec { holder_identity: Some(String::new()), ..held_by("b", 1_000, 15) };
+        assert!(may_take(&emptied, "a", at(1_001)));
     }
 }

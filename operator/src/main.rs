@@ -48,11 +48,13 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let (leading_tx, mut leading) = watch::channel(!cli.leader_election);
-    let elector =
-        cli.leader_election.then(|| LeaderElector::new(client.clone(), elector_settings(&cli, &identity)));
-    if elector.is_some() {
-        let campaign = LeaderElector::new(client.clone(), elector_settings(&cli, &identity));
-        tokio::spawn(campaign.run(leading_tx));
+    // One elector: it campaigns in a task and releases the lease at shutdown.
+    let elector = cli
+        .leader_election
+        .then(|| Arc::new(LeaderElector::new(client.clone(), elector_settings(&cli, &identity))));
+    if let Some(elector) = &elector {
+        let campaign = elector.clone();
+        tokio::spawn(async move { campaign.run(leading_tx).await });
         info!(lease = %cli.lease_name, %identity, "waiting for the leader lease");
         tokio::select! {
             _ = leading.wait_for(|l| *l) => {}

@@ -1,8 +1,10 @@
-//! Prometheus metrics of the operator (served at `/metrics`). No I/O.
+//! Prometheus metrics of the operator (served at `/metrics`), named as
+//! `mcp_fleet_core::metrics::operator` lists them. No I/O.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use mcp_fleet_core::metrics::{Metric, operator as names};
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -23,25 +25,18 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let registry = Registry::new_custom(Some("mcpfleet_operator".into()), None).expect("valid prefix");
-        let reconciles = IntCounter::new("reconciles_total", "Reconciles started").expect("valid metric");
-        let failures = IntCounterVec::new(
-            Opts::new("reconcile_failures_total", "Reconciles that failed, by reason"),
-            &["reason"],
-        )
-        .expect("valid metric");
+        let registry = Registry::new_custom(Some(names::PREFIX.into()), None).expect("valid prefix");
+        let opts = |m: Metric| Opts::new(m.name, m.help);
+        let reconciles = IntCounter::with_opts(opts(names::RECONCILES)).expect("valid metric");
+        let failures =
+            IntCounterVec::new(opts(names::RECONCILE_FAILURES), &["reason"]).expect("valid metric");
         let duration = Histogram::with_opts(
-            HistogramOpts::new("reconcile_duration_seconds", "Time one reconcile took")
+            HistogramOpts::new(names::RECONCILE_DURATION.name, names::RECONCILE_DURATION.help)
                 .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
         )
         .expect("valid metric");
-        let leader =
-            IntGauge::new("leader", "1 while this replica holds the leader lease").expect("valid metric");
-        let tenants = IntGaugeVec::new(
-            Opts::new("tenants", "McpTenants by condition and status"),
-            &["condition", "status"],
-        )
-        .expect("valid metric");
+        let leader = IntGauge::with_opts(opts(names::LEADER)).expect("valid metric");
+        let tenants = IntGaugeVec::new(opts(names::TENANTS), &["condition", "status"]).expect("valid metric");
         for m in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
@@ -105,5 +100,16 @@ mod tests {
         assert!(!text.contains("Stalled"));
         m.set_conditions("a/y", None);
         assert!(m.render().contains(r#"mcpfleet_operator_tenants{condition="Ready",status="False"} 1"#));
+    }
+
+    #[test]
+    fn the_registry_holds_exactly_the_metrics_core_names() {
+        let m = Metrics::default();
+        // A labelled family is gathered once it has a child.
+        m.failures.with_label_values(&["apply_failed"]).inc();
+        m.set_conditions("a/x", Some(vec![("Ready".to_owned(), "True".to_owned())]));
+        let mut registered: Vec<String> = m.registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        registered.sort();
+        assert_eq!(registered, mcp_fleet_core::metrics::full_names(names::PREFIX, names::ALL));
     }
 }

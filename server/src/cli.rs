@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `seed`, `embed`. Every flag also reads an environment
-//! variable.
+//! The command line: `serve`, `migrate`, `seed`, `embed`, `backup` (and `backup list`) and
+//! `restore`. Every flag also reads an environment variable.
 
 use std::process::ExitCode;
 
@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::ServeArgs;
 use crate::db::AdminDb;
-use crate::progress::Progress;
-use crate::seed::{self, SeedConfig, SeedOutcome};
+use mcp_fleet_core::progress::Progress;
+use mcp_fleet_seed::{self as seed, SeedConfig, SeedOutcome};
 
 /// MCP server for safe, multi-tenant, read-only retail analytics over PostgreSQL + pgvector.
 ///
@@ -61,10 +61,10 @@ pub enum Command {
     /// zstd to object storage (az://, s3://, gs://, file://), with a manifest and retention;
     /// `backup list` shows the backups in a folder.
     #[command(visible_alias = "backups")]
-    Backup(Box<crate::backup::BackupCommand>),
+    Backup(Box<mcp_fleet_backup::BackupCommand>),
     /// Restore a backup into an empty database: verify its checksum, create the schema, load the
     /// data in one transaction, and check row counts and fingerprints against the manifest.
-    Restore(Box<crate::backup::RestoreArgs>),
+    Restore(Box<mcp_fleet_backup::RestoreArgs>),
 }
 
 pub fn main() -> ExitCode {
@@ -117,7 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { db } => {
             let pool = db.connect().await?;
-            let applied = crate::db::migrate(&pool).await?;
+            let applied = mcp_fleet_core::migrations::migrate(&pool).await?;
             if applied.is_empty() {
                 eprintln!(
                     "migrate: database is up to date (version {})",
@@ -128,12 +128,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Backup(cmd) => crate::backup::run::backup(*cmd).await,
-        Command::Restore(args) => crate::backup::run::restore(*args).await,
+        Command::Backup(cmd) => mcp_fleet_backup::run::backup(*cmd).await,
+        Command::Restore(args) => mcp_fleet_backup::run::restore(*args).await,
         Command::Seed { db, config, migrate } => {
             let pool = db.connect().await?;
             if migrate {
-                crate::db::migrate(&pool).await?;
+                mcp_fleet_core::migrations::migrate(&pool).await?;
             }
             match seed::run(&pool, &config, &Progress::new("seed")).await? {
                 SeedOutcome::Seeded(_) => {}

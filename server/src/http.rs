@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::auth::{AuthRejection, Authenticator, RESOURCE_METADATA_PATH};
-use crate::tenant_db::TenantDb;
-use crate::tools::{AppState, RetailServer};
+use crate::db::TenantDb;
+use crate::mcp::{AppState, RetailServer};
 
 /// What the HTTP layer needs besides the tool state.
 pub struct HttpOptions {
@@ -46,12 +46,11 @@ pub fn router(
     opts: HttpOptions,
     cancel: CancellationToken,
 ) -> Router {
-    let tool_router = RetailServer::router();
     let factory_state = app.clone();
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     hosts.extend(opts.allowed_hosts.iter().cloned());
     let mcp = StreamableHttpService::new(
-        move || Ok(RetailServer::new(factory_state.clone(), tool_router.clone())),
+        move || Ok(RetailServer::new(factory_state.clone())),
         Arc::new(NeverSessionManager::default()),
         StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)

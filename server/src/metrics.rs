@@ -1,6 +1,9 @@
 //! Prometheus metrics of one server: requests, tool calls by tool and outcome, query latency,
-//! pool use, rejected queries and errors. Each server owns its registry, so tests stay isolated.
+//! pool use, rejected queries and errors. Names and help texts come from
+//! `mcp_fleet_core::metrics::server`, the list the chart's alerts and dashboard are checked
+//! against. Each server owns its registry, so tests stay isolated.
 
+use mcp_fleet_core::metrics::{Metric, server as names};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -25,51 +28,23 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry =
-            Registry::new_custom(Some("mcpfleet".into()), None).expect("static registry prefix is valid");
-        let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route and status code"),
-            &["route", "status"],
-        )
-        .expect("valid metric");
-        let tool_calls = IntCounterVec::new(
-            Opts::new("tool_calls_total", "MCP tool calls by tool and outcome (ok, error, rejected, denied)"),
-            &["tool", "outcome"],
-        )
-        .expect("valid metric");
-        let tool_duration = HistogramVec::new(
-            HistogramOpts::new("tool_duration_seconds", "Time to answer a tool call")
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            &["tool"],
-        )
-        .expect("valid metric");
-        let query_duration = HistogramVec::new(
-            HistogramOpts::new("query_duration_seconds", "Time PostgreSQL spent on a tool's query")
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            &["tool"],
-        )
-        .expect("valid metric");
-        let rejected_queries = IntCounterVec::new(
-            Opts::new("rejected_queries_total", "Queries refused before reaching the database, by reason"),
-            &["reason"],
-        )
-        .expect("valid metric");
-        let errors =
-            IntCounterVec::new(Opts::new("errors_total", "Errors by kind"), &["kind"]).expect("valid metric");
-        let inflight_requests =
-            IntGauge::new("inflight_requests", "MCP requests being served now (an autoscaling signal)")
-                .expect("valid metric");
-        let pool_connections = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Database pool connections by state (in_use, idle)"),
-            &["state"],
-        )
-        .expect("valid metric");
-        let pool_max =
-            IntGauge::new("db_pool_max_connections", "Configured largest pool size").expect("valid metric");
-        let audit_records = IntCounterVec::new(
-            Opts::new("audit_records_total", "Audit records by fate (written, lost at shutdown)"),
-            &["state"],
-        )
-        .expect("valid metric");
+            Registry::new_custom(Some(names::PREFIX.into()), None).expect("static registry prefix is valid");
+        let http_requests =
+            IntCounterVec::new(opts(names::HTTP_REQUESTS), &["route", "status"]).expect("valid metric");
+        let tool_calls =
+            IntCounterVec::new(opts(names::TOOL_CALLS), &["tool", "outcome"]).expect("valid metric");
+        let tool_duration =
+            HistogramVec::new(histogram(names::TOOL_DURATION), &["tool"]).expect("valid metric");
+        let query_duration =
+            HistogramVec::new(histogram(names::QUERY_DURATION), &["tool"]).expect("valid metric");
+        let rejected_queries =
+            IntCounterVec::new(opts(names::REJECTED_QUERIES), &["reason"]).expect("valid metric");
+        let errors = IntCounterVec::new(opts(names::ERRORS), &["kind"]).expect("valid metric");
+        let inflight_requests = IntGauge::with_opts(opts(names::INFLIGHT_REQUESTS)).expect("valid metric");
+        let pool_connections =
+            IntGaugeVec::new(opts(names::POOL_CONNECTIONS), &["state"]).expect("valid metric");
+        let pool_max = IntGauge::with_opts(opts(names::POOL_MAX)).expect("valid metric");
+        let audit_records = IntCounterVec::new(opts(names::AUDIT_RECORDS), &["state"]).expect("valid metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(tool_calls.clone()),
@@ -114,8 +89,38 @@ impl Metrics {
     }
 }
 
+fn opts(m: Metric) -> Opts {
+    Opts::new(m.name, m.help)
+}
+
+fn histogram(m: Metric) -> HistogramOpts {
+    HistogramOpts::new(m.name, m.help).buckets(LATENCY_BUCKETS.to_vec())
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_holds_exactly_the_metrics_core_names() {
+        let m = Metrics::new();
+        // A labelled family is gathered once it has a child.
+        m.http_requests.with_label_values(&["/mcp", "200"]).inc();
+        m.tool_calls.with_label_values(&["t", "ok"]).inc();
+        m.tool_duration.with_label_values(&["t"]).observe(0.1);
+        m.query_duration.with_label_values(&["t"]).observe(0.1);
+        m.rejected_queries.with_label_values(&["r"]).inc();
+        m.errors.with_label_values(&["k"]).inc();
+        m.pool_connections.with_label_values(&["idle"]).set(0);
+        m.audit_records.with_label_values(&["written"]).inc();
+        let mut registered: Vec<String> = m.registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        registered.sort();
+        assert_eq!(registered, mcp_fleet_core::metrics::full_names(names::PREFIX, names::ALL));
     }
 }

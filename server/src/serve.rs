@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mcp_fleet_core::tools::ToolName;
 use rmcp::ServiceExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::config::{ServerConfig, Transport};
+use crate::db::TenantDb;
 use crate::http::{HttpOptions, router};
+use crate::mcp::AppState;
+use crate::mcp::audit::{self, AuditLog};
 use crate::metrics::Metrics;
-use crate::tenant_db::TenantDb;
-use crate::tools::{AppState, EMBEDDING_TOOLS};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -21,9 +23,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 /// Builds the shared state: lazy database pool and (when a tool needs it) the embedder.
 pub async fn state(cfg: &ServerConfig) -> anyhow::Result<AppState> {
     let db = TenantDb::connect_lazy(&cfg.database).map_err(anyhow::Error::msg)?;
-    let wants_embeddings = EMBEDDING_TOOLS
-        .iter()
-        .any(|t| cfg.enabled_tools.is_empty() || cfg.enabled_tools.iter().any(|e| e == t));
+    let wants_embeddings = ToolName::ALL
+        .into_iter()
+        .filter(|t| t.needs_embeddings())
+        .any(|t| cfg.enabled_tools.is_empty() || cfg.enabled_tools.iter().any(|e| e == t.as_str()));
     let embedder = if wants_embeddings {
         let section = cfg.embeddings.clone();
         let e = tokio::task::spawn_blocking(move || crate::embed::from_config(&section))
@@ -35,7 +38,11 @@ pub async fn state(cfg: &ServerConfig) -> anyhow::Result<AppState> {
     } else {
         None
     };
-    Ok(AppState::new(db, embedder, Arc::new(Metrics::new()), cfg.row_cap, &cfg.enabled_tools))
+    let metrics = Arc::new(Metrics::new());
+    // The audit writer starts with the state, on the current runtime.
+    let audit =
+        AuditLog::start(db.pool().clone(), db.mode(), metrics.clone(), audit::BUFFER, audit::RESERVE_WAIT);
+    Ok(AppState::new(db, embedder, metrics, cfg.row_cap, &cfg.enabled_tools, audit))
 }
 
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
@@ -46,7 +53,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             tracing::warn!(tenant = %tenant, "stdio transport: no authentication, the local user acts as the tenant");
             app.stdio_caller = Some(Authenticator::stdio_caller(tenant));
             let app = Arc::new(app);
-            let server = crate::tools::RetailServer::new(app.clone(), crate::tools::RetailServer::router());
+            let server = crate::mcp::RetailServer::new(app.clone());
             let running =
                 server.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
             running.waiting().await.context("stdio session")?;

@@ -33,6 +33,16 @@ fn claims(issuer: &Issuer, srv: &Server, t: &Tenant, roles: &[&str]) -> Value {
 }
 
 async fn oidc_server(db: &mcp_fleet_testkit::TestDb, t: &Tenant, issuer: &Issuer) -> Server {
+    oidc_server_on(db, t, issuer, mcp_fleet_server::clock::system()).await
+}
+
+/// An OIDC server whose key cache reads `clock`.
+async fn oidc_server_on(
+    db: &mcp_fleet_testkit::TestDb,
+    t: &Tenant,
+    issuer: &Issuer,
+    clock: mcp_fleet_server::clock::SharedClock,
+) -> Server {
     server(
         db,
         t,
@@ -40,6 +50,7 @@ async fn oidc_server(db: &mcp_fleet_testkit::TestDb, t: &Tenant, issuer: &Issuer
             file: Some(oidc_file(issuer)),
             jwks: Some(mcp_fleet_server::auth::jwks::JwksOptions {
                 min_refresh_interval: Duration::from_millis(500),
+                clock,
                 ..Default::default()
             }),
             ..Default::default()
@@ -165,7 +176,8 @@ async fn keys_rotate_without_restart_and_random_kids_do_not_hammer_the_issuer() 
     let t = tenant(&db, &[1]).await;
     let k1 = Key::generate("k1");
     let issuer = Issuer::start(&[&k1]).await;
-    let srv = oidc_server(&db, &t, &issuer).await;
+    let clock = mcp_fleet_server::clock::ManualClock::new();
+    let srv = oidc_server_on(&db, &t, &issuer, clock.shared()).await;
     let c = claims(&issuer, &srv, &t, &["readonly"]);
     assert_eq!(post_list(&srv, Some(&format!("Bearer {}", k1.sign(&c)))).await.status(), 200);
     let after_first = issuer.jwks_fetches();
@@ -195,7 +207,7 @@ async fn keys_rotate_without_restart_and_random_kids_do_not_hammer_the_issuer() 
     assert!(issuer.jwks_fetches() <= after_first + 1, "fetched {} times", issuer.jwks_fetches());
 
     // Rotation: the issuer now signs with k2 only; the server picks it up on the unknown kid.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(Duration::from_millis(600));
     let k2 = Key::generate("k2");
     issuer.publish(&[&k2]);
     assert_eq!(post_list(&srv, Some(&format!("Bearer {}", k2.sign(&c)))).await.status(), 200);

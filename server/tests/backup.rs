@@ -10,8 +10,8 @@ use std::process::Output;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use mcp_fleet_server::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig};
+use mcp_fleet_core::progress::Progress;
+use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::{pg_bin_dir, unique_name};
 use mcp_fleet_testkit::process::{Guarded, free_port};

@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use mcp_fleet_core::progress::Progress;
+use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_server::embed::local::LocalEmbedder;
 use mcp_fleet_server::embed::{
     BackfillError, BackfillReport, DIMENSIONS, LOCAL_MODEL_NAME, backfill, default_model_dir, embed_one,
 };
-use mcp_fleet_server::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig};
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use pgvector::Vector;

@@ -289,6 +289,8 @@ async fn persistent_server_errors_open_the_breaker_which_fails_fast_then_recover
     let mut options = emu.options();
     options.max_retries = 1;
     options.breaker = BreakerOptions { failure_threshold: 4, cool_down: Duration::from_millis(600) };
+    let clock = mcp_fleet_server::clock::ManualClock::new();
+    options.clock = clock.shared();
     let embedder = OpenAiEmbedder::new(options).unwrap();
     let one = texts(&[2]);
 
@@ -309,7 +311,7 @@ async fn persistent_server_errors_open_the_breaker_which_fails_fast_then_recover
     assert!(err.to_string().contains("unavailable"), "{err}");
 
     // After the cool-down one probe goes through; it fails, so the breaker opens again.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    clock.advance(Duration::from_millis(700));
     let err = embedder.embed(&one).await.unwrap_err();
     assert_eq!(emu.requests(), 5, "exactly one probe");
     assert!(matches!(err, EmbedError::CircuitOpen { .. } | EmbedError::Upstream(500)), "{err:?}");
@@ -317,7 +319,7 @@ async fn persistent_server_errors_open_the_breaker_which_fails_fast_then_recover
 
     // The service recovers: the next probe succeeds and closes the breaker.
     emu.set_fallback(Reply::Vectors);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    clock.advance(Duration::from_millis(700));
     embedder.embed(&one).await.unwrap();
     assert!(!embedder.is_circuit_open());
     embedder.embed(&one).await.unwrap();

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mcp_fleet_core::progress::Progress;
 use mcp_fleet_core::server_config::TenancyMode;
-use mcp_fleet_server::identity::{Caller, Grants, StoreScope};
-use mcp_fleet_server::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig};
-use mcp_fleet_server::sql_guard::{SqlPolicy, validate};
-use mcp_fleet_server::tenant_db::TenantDb;
+use mcp_fleet_seed::{self as seed, SeedConfig};
+use mcp_fleet_server::auth::identity::{Caller, Grants, StoreScope};
+use mcp_fleet_server::db::TenantDb;
+use mcp_fleet_sql_guard::{SqlPolicy, validate};
 use mcp_fleet_testkit::TestDb;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Row};
@@ -211,7 +211,6 @@ fn caller(tenant: &mcp_fleet_core::TenantName, scope: StoreScope, grants: Grants
         scope,
         grants: Arc::new(grants),
         request_id: "fuzz-corpus".into(),
-        audit: None,
     }
 }
 

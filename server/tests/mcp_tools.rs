@@ -15,7 +15,7 @@ async fn lists_exactly_the_tools_and_their_schemas_match_the_golden_file() {
     let tools = c.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     names.sort();
-    let mut expected: Vec<&str> = mcp_fleet_server::tools::TOOL_NAMES.to_vec();
+    let mut expected: Vec<&str> = mcp_fleet_core::tools::names().collect();
     expected.sort();
     assert_eq!(names, expected);
 
@@ -267,7 +267,7 @@ async fn table_schemas_show_columns_relationships_and_the_tenants_own_values() {
     }
     // The same schemas as MCP resources.
     let resources = c.list_all_resources().await.unwrap();
-    assert_eq!(resources.len(), mcp_fleet_server::tools::TABLES.len());
+    assert_eq!(resources.len(), mcp_fleet_server::mcp::TABLES.len());
     let read = c
         .read_resource(rmcp::model::ReadResourceRequestParams::new("retail://schema/inventory"))
         .await

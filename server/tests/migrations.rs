@@ -1,8 +1,8 @@
 //! Migrations and the seed against a real PostgreSQL.
 
-use mcp_fleet_server::db::migrate;
-use mcp_fleet_server::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig, SeedOutcome};
+use mcp_fleet_core::migrations::migrate;
+use mcp_fleet_core::progress::Progress;
+use mcp_fleet_seed::{self as seed, SeedConfig, SeedOutcome};
 use mcp_fleet_testkit::TestDb;
 
 #[tokio::test]

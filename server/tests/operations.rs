@@ -60,7 +60,7 @@ async fn the_stdio_transport_serves_the_configured_tenant() {
     let transport = TokioChildProcess::new(cmd).expect("spawn the server over stdio");
     let c = ().serve(transport).await.expect("MCP handshake over stdio");
     let tools = c.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), mcp_fleet_server::tools::TOOL_NAMES.len());
+    assert_eq!(tools.len(), mcp_fleet_core::tools::names().count());
     let (err, text) = call(
         &c,
         "execute_sales_query",

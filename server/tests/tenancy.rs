@@ -1,9 +1,9 @@
 //! Row-level security against a real PostgreSQL: every tenant sees exactly its own stores' rows,
 //! and nothing a tenant role can do widens that view.
 
+use mcp_fleet_core::progress::Progress;
 use mcp_fleet_core::tenant::{TenantName, scram_verifier};
-use mcp_fleet_server::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig};
+use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use sqlx::{Connection, Executor, PgConnection, Row};

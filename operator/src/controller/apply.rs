@@ -1,15 +1,34 @@
-//! Server-side apply of the children under one field manager, and deletion of children the spec
-//! no longer wants (only when this McpTenant owns them). Does I/O (Kubernetes API).
+//! Apply, the step after build: server-side apply of the children under one field manager, and
+//! deletion of children the spec no longer wants (only when this McpTenant owns them), through
+//! one generic [`apply_or_delete`]. Does I/O (Kubernetes API).
 
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::build::{Children, Optional};
 use crate::resources::MANAGER;
+
+/// What a child object is to the API: a namespaced kind the operator can apply (serialise) and
+/// read back.
+pub trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+{
+}
 
 /// A child the API server did not accept. Displays the API server's own message (what a user
 /// fixes), not the whole response.
@@ -55,11 +74,7 @@ fn api_message(e: &kube::Error) -> String {
 /// stored. An unchanged object is not written: the API server keeps its resourceVersion.
 pub async fn apply<K>(client: &Client, obj: &K) -> Result<K, ApplyError>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
+    K: Child,
 {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
@@ -93,4 +108,38 @@ where
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(err("deleting", e)),
     }
+}
+
+/// Applies `child` when the spec wants it, else deletes the object of its name if `owner_uid`
+/// owns it. Returns what the API server stored, for an applied child.
+pub async fn apply_or_delete<K>(
+    client: &Client,
+    ns: &str,
+    owner_uid: &str,
+    child: &Optional<K>,
+) -> Result<Option<K>, ApplyError>
+where
+    K: Child,
+{
+    match &child.object {
+        Some(object) => apply(client, object).await.map(Some),
+        None => delete_owned::<K>(client, ns, &child.name, owner_uid).await.map(|_| None),
+    }
+}
+
+/// Writes every child in order (the Deployment after what its pods mount); returns the applied
+/// Deployment, whose status says how the rollout goes.
+pub async fn apply_children(client: &Client, children: &Children) -> Result<Deployment, ApplyError> {
+    let (ns, uid) = (children.namespace.as_str(), children.owner_uid.as_str());
+    apply_or_delete(client, ns, uid, &children.service_account).await?;
+    apply(client, &children.credentials).await?;
+    apply(client, &children.config_map).await?;
+    apply(client, &children.service).await?;
+    let deployment = apply(client, &children.deployment).await?;
+    apply_or_delete(client, ns, uid, &children.autoscaler).await?;
+    apply(client, &children.disruption_budget).await?;
+    apply_or_delete(client, ns, uid, &children.network_policy).await?;
+    apply_or_delete(client, ns, uid, &children.ingress).await?;
+    apply_or_delete(client, ns, uid, &children.backup).await?;
+    Ok(deployment)
 }

@@ -1,6 +1,9 @@
-//! Dereference: reads what a reconcile needs besides the McpTenant itself — the admin database
-//! URL (from the referenced Secret or the operator's default), the existing credentials, and the
-//! newest successful backup Job. Does I/O (Kubernetes API; Jobs come from a watch cache).
+//! Dereference, the first step of a reconcile: reads what it needs besides the McpTenant itself —
+//! the admin database URL (from the referenced Secret or the operator's default), the existing
+//! credentials, the other McpTenants and the newest successful backup Job. Does I/O (Kubernetes
+//! API; McpTenants and Jobs come from watch caches).
+
+use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -9,8 +12,38 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
 use super::status::Verdict;
+use super::{Context, Error};
 use crate::crd::McpTenant;
 use crate::resources::{COMPONENT_LABEL, Credentials, INSTANCE_LABEL, names, read_credentials};
+
+/// Everything a reconcile reads besides the McpTenant, for `validate` and the later steps.
+#[derive(Clone, Debug)]
+pub struct Dereferenced {
+    /// The admin URL, or why there is none (a condition the user can act on).
+    pub admin_url: Result<String, Verdict>,
+    /// The credentials in the tenant's Secret, if it exists and holds a password.
+    pub stored: Option<Credentials>,
+    /// Every McpTenant the controller sees (to find a second claim on one tenant name).
+    pub tenants: Vec<Arc<McpTenant>>,
+    /// When the newest successful backup Job of this McpTenant finished.
+    pub last_backup: Option<Time>,
+}
+
+/// Reads everything `t`'s reconcile needs: two Secrets from the API, the rest from caches.
+pub async fn dereference(ctx: &Context, t: &McpTenant) -> Result<Dereferenced, Error> {
+    let ns = t.namespace().unwrap_or_default();
+    let name = t.name_any();
+    let admin_url = admin_url(&ctx.client, t, ctx.defaults.admin_url.as_deref())
+        .await
+        .map_err(Error::read("the admin database Secret"))?;
+    let stored = credentials(&ctx.client, &ns, &name).await.map_err(Error::read("the credentials Secret"))?;
+    Ok(Dereferenced {
+        admin_url,
+        stored,
+        tenants: ctx.tenants.state(),
+        last_backup: last_backup(&ctx.jobs, &ns, &name),
+    })
+}
 
 /// The admin URL, or why there is none (a condition the user can act on).
 pub async fn admin_url(

@@ -1,11 +1,13 @@
-//! The McpTenant controller: watches, the reconcile pipeline (dereference → validate → database
-//! → build → apply → status), the finalizer, and error handling with per-object backoff.
-//! Does I/O (Kubernetes API, PostgreSQL).
+//! The McpTenant controller: watches, the reconcile pipeline (dereference → validate → build →
+//! database → apply → status; see `reconcile`), the finalizer, and error handling with
+//! per-object backoff. Does I/O (Kubernetes API, PostgreSQL).
 
 mod apply;
 mod backoff;
 mod cleanup;
 mod dereference;
+#[cfg(test)]
+mod pipeline_tests;
 mod reconcile;
 pub mod status;
 
@@ -29,6 +31,7 @@ use tracing::{Instrument as _, field, info_span, warn};
 
 pub use self::apply::ApplyError;
 pub use self::backoff::Backoff;
+pub use self::dereference::Dereferenced;
 use crate::crd::McpTenant;
 use crate::database::{Databases, DbError};
 use crate::metrics::Metrics;
@@ -227,9 +230,9 @@ where
 }
 
 /// McpTenants to reconcile when a Secret changes: its owner, and every McpTenant in the same
-/// namespace whose `spec.database.adminSecretRef` names it.
+/// namespace whose `spec.database.adminSecretRef` names it. Pure.
 fn secret_triggers(
-    tenants: &Store<McpTenant>,
+    tenants: &[Arc<McpTenant>],
     secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<McpTenant>> {
     let ns = secret.namespace();
@@ -242,7 +245,6 @@ fn secret_triggers(
         .collect();
     refs.extend(
         tenants
-            .state()
             .iter()
             .filter(|t| t.namespace() == ns)
             .filter(|t| t.spec.database.admin_secret_ref.as_ref().is_some_and(|r| r.name == name))
@@ -318,7 +320,7 @@ pub async fn run(
         .owns_stream(spec_changes(api::<PartialObjectMeta<NetworkPolicy>>(&client, ns), managed.clone()))
         .owns_stream(spec_changes(api::<PartialObjectMeta<Ingress>>(&client, ns), managed.clone()))
         .owns_stream(spec_changes(api::<PartialObjectMeta<CronJob>>(&client, ns), managed.clone()))
-        .watches_stream(secret_events, move |s| secret_triggers(&tenants_for_secrets, &s))
+        .watches_stream(secret_events, move |s| secret_triggers(&tenants_for_secrets.state(), &s))
         .watches_stream(job_events, |job: Job| {
             let ns = job.namespace().unwrap_or_default();
             job.labels().get(INSTANCE_LABEL).map(|name| ObjectRef::<McpTenant>::new(name).within(&ns))
@@ -334,4 +336,58 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    use super::*;
+    use crate::resources::fixtures::{FULL, MINIMAL, tenant};
+
+    fn secret(namespace: &str, name: &str, owner: Option<&str>) -> PartialObjectMeta<Secret> {
+        let owner_references = owner.map(|o| {
+            vec![OwnerReference {
+                api_version: McpTenant::api_version(&()).into_owned(),
+                kind: "McpTenant".into(),
+                name: o.into(),
+                uid: "u".into(),
+                ..OwnerReference::default()
+            }]
+        });
+        PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                owner_references,
+                ..ObjectMeta::default()
+            },
+            _phantom: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_secret_wakes_its_owner_and_the_tenants_that_name_it_as_admin_secret() {
+        // eastside (FULL) names Secret retail/pg-admin; seattle (MINIMAL) names none.
+        let tenants = [Arc::new(tenant(FULL)), Arc::new(tenant(MINIMAL))];
+        let names = |refs: Vec<ObjectRef<McpTenant>>| -> Vec<String> {
+            refs.iter()
+                .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name))
+                .collect()
+        };
+        assert_eq!(
+            names(secret_triggers(&tenants, &secret("retail", "pg-admin", None))),
+            ["retail/eastside"]
+        );
+        assert_eq!(
+            names(secret_triggers(&tenants, &secret("retail", "seattle-db-credentials", Some("seattle")))),
+            ["retail/seattle"]
+        );
+        assert!(
+            secret_triggers(&tenants, &secret("other", "pg-admin", None)).is_empty(),
+            "same name, other namespace"
+        );
+        assert!(secret_triggers(&tenants, &secret("retail", "unrelated", None)).is_empty());
+    }
 }

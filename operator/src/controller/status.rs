@@ -1,9 +1,11 @@
-//! Status: conditions (kstatus-compatible, with `observedGeneration`) computed from what this
-//! reconcile observed, written only when they changed, and an Event for every condition that
-//! changed. `desired_status` and `condition_changes` are pure; `publish` does I/O.
+//! Status, the last step of a reconcile: conditions (kstatus-compatible, with
+//! `observedGeneration`) computed from what this reconcile observed, written only when they
+//! changed, and an Event for every condition that changed. The observations (`observe_workload`,
+//! `backup_verdict`), `desired_status` and `condition_changes` are pure; `publish` does I/O.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -11,7 +13,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::crd::{McpTenant, McpTenantStatus, condition as c};
-use crate::resources::MANAGER;
+use crate::resources::{MANAGER, names};
+use crate::validate::Plan;
 
 /// Outcome of one step, as a condition: `(status is True, reason, message)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +51,51 @@ pub struct Observation {
     pub ready_replicas: Option<Option<i32>>,
     pub credentials_secret: Option<String>,
     pub last_backup: Option<Option<Time>>,
+}
+
+/// What the applied Deployment says: the workload verdict and the replica counts.
+pub fn observe_workload(obs: &mut Observation, d: &Deployment) {
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    let available = status.available_replicas.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let ready = status.ready_replicas.unwrap_or(0);
+    let seen = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    obs.replicas = Some(Some(desired));
+    obs.ready_replicas = Some(Some(ready));
+    obs.workload = Some(if desired == 0 {
+        Verdict::ok("ScaledToZero", "the Deployment has 0 replicas")
+    } else if !seen {
+        Verdict::failed("Progressing", "the Deployment controller has not seen the latest spec yet")
+    } else if available >= desired && updated >= desired {
+        Verdict::ok("Available", format!("{available} of {desired} replicas available"))
+    } else {
+        Verdict::failed(
+            "Progressing",
+            format!(
+                "{available} of {desired} replicas available, {updated} updated; see `kubectl describe deployment {}`",
+                d.name_any()
+            ),
+        )
+    });
+}
+
+/// Whether backups are scheduled, and where to.
+pub fn backup_verdict(plan: &Plan) -> Verdict {
+    match &plan.spec.backup {
+        None => Verdict::failed("NotConfigured", "spec.backup is not set"),
+        Some(b) if b.suspend => Verdict::failed("Suspended", "spec.backup.suspend is true"),
+        Some(b) => Verdict::ok(
+            "Scheduled",
+            format!(
+                "CronJob {} runs {:?}{} to {}",
+                names::backup_cron_job(&plan.name),
+                b.schedule,
+                b.time_zone.as_ref().map(|z| format!(" ({z})")).unwrap_or_default(),
+                b.destination
+            ),
+        ),
+    }
 }
 
 /// The status to write, keeping `lastTransitionTime` of conditions whose status did not change.
@@ -147,11 +195,6 @@ pub fn condition_changes<'a>(
         .collect()
 }
 
-/// Equal apart from `lastTransitionTime` (which `desired_status` keeps anyway).
-fn same(a: &McpTenantStatus, b: &McpTenantStatus) -> bool {
-    a == b
-}
-
 /// Writes the status when it differs from what the object carries, and publishes an Event per
 /// changed condition. Returns whether it wrote.
 pub async fn publish(
@@ -161,7 +204,9 @@ pub async fn publish(
     next: &McpTenantStatus,
 ) -> Result<bool, kube::Error> {
     let previous = tenant.status.as_ref();
-    if previous.is_some_and(|p| same(p, next)) {
+    // `desired_status` keeps the `lastTransitionTime` of unchanged conditions, so an unchanged
+    // observation gives an equal status and nothing is written.
+    if previous == Some(next) {
         return Ok(false);
     }
     let api: Api<McpTenant> = Api::namespaced(client.clone(), &tenant.namespace().unwrap_or_default());
@@ -287,5 +332,56 @@ mod tests {
         assert!(!s.is_true(c::READY));
         assert!(s.condition(c::RECONCILING).is_none());
         assert_eq!(s.condition(c::READY).unwrap().reason, "InvalidBackupSpec");
+    }
+
+    fn deployment(replicas: i32, generation: i64, seen: i64, available: i32, updated: i32) -> Deployment {
+        use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+        Deployment {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("seattle".into()),
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec { replicas: Some(replicas), ..Default::default() }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(seen),
+                available_replicas: Some(available),
+                updated_replicas: Some(updated),
+                ready_replicas: Some(available),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn workload(d: &Deployment) -> (Verdict, Option<Option<i32>>, Option<Option<i32>>) {
+        let mut obs = Observation::default();
+        observe_workload(&mut obs, d);
+        (obs.workload.unwrap(), obs.replicas, obs.ready_replicas)
+    }
+
+    #[test]
+    fn a_workload_is_ready_when_the_latest_spec_is_rolled_out_everywhere() {
+        let (v, replicas, ready) = workload(&deployment(2, 3, 3, 2, 2));
+        assert_eq!((v.ok, v.reason.as_str()), (true, "Available"));
+        assert_eq!((replicas, ready), (Some(Some(2)), Some(Some(2))));
+        let (v, ..) = workload(&deployment(2, 4, 3, 2, 2));
+        assert_eq!((v.ok, v.reason.as_str()), (false, "Progressing"), "generation 4 not seen yet");
+        let (v, ..) = workload(&deployment(2, 3, 3, 2, 1));
+        assert!(
+            !v.ok && v.message.contains("1 updated") && v.message.contains("describe deployment seattle")
+        );
+        let (v, ..) = workload(&deployment(0, 3, 1, 0, 0));
+        assert_eq!((v.ok, v.reason.as_str()), (true, "ScaledToZero"));
+    }
+
+    #[test]
+    fn backups_are_scheduled_not_configured_or_suspended() {
+        use crate::resources::fixtures::{full, minimal};
+        assert_eq!(backup_verdict(&minimal()).reason, "NotConfigured");
+        let mut plan = full();
+        let v = backup_verdict(&plan);
+        assert!(v.ok && v.message.starts_with("CronJob eastside-backup runs"), "{v:?}");
+        plan.spec.backup.as_mut().unwrap().suspend = true;
+        assert_eq!(backup_verdict(&plan), Verdict::failed("Suspended", "spec.backup.suspend is true"));
     }
 }

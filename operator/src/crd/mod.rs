@@ -82,4 +82,35 @@ mod tests {
             assert!(text.contains(needle), "missing CEL message {needle:?}");
         }
     }
+
+    #[test]
+    fn the_issuer_rule_accepts_what_the_server_accepts() {
+        let rule = spec::HTTPS_OR_LOOPBACK_RULE;
+        let pattern = rule.split("matches('").nth(1).and_then(|r| r.strip_suffix("')")).unwrap();
+        // A CEL string literal: `\\` is one backslash.
+        let re = regex::Regex::new(&pattern.replace("\\\\", "\\")).unwrap();
+        for url in [
+            "https://login.example.com/realms/retail",
+            "http://127.0.0.1:18400",
+            "http://localhost/x",
+            "http://localhost",
+            "http://localhost?x=1",
+            "http://[::1]:8400/jwks",
+            "http://localhost:",
+            "http://example.com/x",
+            "http://127.0.0.1.evil.com/x",
+            "http://127.0.0.1@evil.com",
+            "http://localhost:80:80",
+            "http://LOCALHOST",
+            "ftp://localhost",
+        ] {
+            let cel = url.starts_with("https://") || re.is_match(url);
+            let server = url.starts_with("https://") || mcp_fleet_core::server_config::is_loopback_http(url);
+            assert_eq!(cel, server, "{url}");
+        }
+        let crd = serde_json::to_value(McpTenant::crd()).unwrap().to_string();
+        assert!(crd.contains("auth.issuer must be an https:// URL (http:// only for localhost)"));
+        // Tool lists are enums of the catalogue (roles may also say "*").
+        assert!(crd.contains(r#""enum":["get_multiple_table_schemas","execute_sales_query""#), "{crd}");
+    }
 }

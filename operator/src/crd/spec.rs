@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::McpTenantStatus;
 
+/// CEL for the issuer and JWKS URLs: what `mcp_fleet_core::server_config::is_loopback_http`
+/// and the server accept — `https://`, or `http://` to localhost, 127.0.0.1 or [::1].
+pub(crate) const HTTPS_OR_LOOPBACK_RULE: &str = r"self.startsWith('https://') || self.matches('^http://(localhost|127\\.0\\.0\\.1|\\[::1\\])(:[0-9]*)?([/?].*)?$')";
+
 /// Tenant names: a DNS label of at most 40 characters (PostgreSQL role names derive from it).
 pub const TENANT_NAME_RULE: &str = "^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$";
 
@@ -275,10 +279,11 @@ fn default_in_flight_metric() -> String {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
-    /// Token issuer (`iss`), e.g. `https://login.microsoftonline.com/<tid>/v2.0`.
+    /// Token issuer (`iss`), e.g. `https://login.microsoftonline.com/<tid>/v2.0`; `http://` only
+    /// on loopback (local development), as the server accepts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
-        .message("auth.issuer must be an http(s) URL"))]
+    #[x_kube(validation = Rule::new(HTTPS_OR_LOOPBACK_RULE)
+        .message("auth.issuer must be an https:// URL (http:// only for localhost)"))]
     #[schemars(length(max = 2048))]
     pub issuer: Option<String>,
     /// Expected audiences (`aud`); default: the public URL of the endpoint.
@@ -286,6 +291,8 @@ pub struct AuthSpec {
     pub audiences: Vec<String>,
     /// JWKS URL; discovered from the issuer when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(HTTPS_OR_LOOPBACK_RULE)
+        .message("auth.jwksUri must be an https:// URL (http:// only for localhost)"))]
     pub jwks_uri: Option<String>,
     /// A ConfigMap key holding the PEM CA bundle that signed the issuer's HTTPS certificate, for
     /// an issuer on a private CA; trusted besides the system's CAs. Pods read it at start-up:
@@ -313,6 +320,7 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 pub struct ToolsSpec {
     /// Tool names to offer; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "mcp_fleet_core::tools::ToolList")]
     pub enabled: Vec<String>,
     /// Most rows a query tool returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,8 +12,9 @@ use mcp_fleet_core::server_config::CONFIG_MOUNT_PATH;
 use super::deployment::{
     DEFAULT_UID, default_resources, restricted_security_context, volume_mounts, volumes,
 };
-use super::{Plan, names};
+use super::names;
 use crate::crd::BackupSpec;
+use crate::validate::Plan;
 
 /// `None` when the spec has no backup section.
 pub fn backup_cron_job(plan: &Plan) -> Option<CronJob> {

@@ -9,7 +9,8 @@ use mcp_fleet_core::server_config::{
     LoggingSection, SERVER_PORT, ServerConfigFile, TenancyMode, ToolsSection,
 };
 
-use super::{Plan, names};
+use super::names;
+use crate::validate::Plan;
 
 /// The ConfigMap key holding the rendered file.
 pub const CONFIG_KEY: &str = "server.yaml";

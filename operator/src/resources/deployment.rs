@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256};
 
 use super::config_map::CONFIG_KEY;
 use super::secret::PASSWORD_KEY;
-use super::{CONFIG_HASH_ANNOTATION, Plan, names};
+use super::{CONFIG_HASH_ANNOTATION, names};
+use crate::validate::Plan;
 
 /// The UID/GID the server runs as unless the spec says otherwise (distroless `nonroot`).
 pub const DEFAULT_UID: i64 = 65532;

@@ -7,7 +7,7 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::Plan;
+use crate::validate::Plan;
 
 /// `None` when autoscaling is off (the Deployment's replicas then come from the spec).
 pub fn horizontal_pod_autoscaler(plan: &Plan) -> Option<HorizontalPodAutoscaler> {

@@ -5,7 +5,7 @@ use k8s_openapi::api::networking::v1::{
     IngressSpec, IngressTLS, ServiceBackendPort,
 };
 
-use super::Plan;
+use crate::validate::Plan;
 
 /// `None` when no ingress is enabled.
 pub fn ingress(plan: &Plan) -> Option<Ingress> {

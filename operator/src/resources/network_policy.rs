@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_fleet_core::server_config::SERVER_PORT;
 
-use super::Plan;
+use crate::validate::Plan;
 
 /// `None` when the spec turns network policies off.
 pub fn network_policy(plan: &Plan) -> Option<NetworkPolicy> {

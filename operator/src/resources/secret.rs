@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
-use super::{Plan, ROTATED_FOR_ANNOTATION, names};
+use super::{ROTATED_FOR_ANNOTATION, names};
+use crate::validate::Plan;
 
 /// The tenant's database password and the rotation request it was made for.
 #[derive(Clone, PartialEq, Eq)]
@@ -43,6 +44,20 @@ pub fn credentials_secret(plan: &Plan, creds: &Credentials) -> Secret {
     Secret { metadata, type_: Some("Opaque".into()), data: Some(data), ..Secret::default() }
 }
 
+/// The credentials to use: the stored ones, unless there are none or the McpTenant asks for a
+/// rotation (`rotate_to`, its annotation) they were not made for; then new ones with a password
+/// from `generate`.
+pub fn decide_credentials(
+    stored: Option<&Credentials>,
+    rotate_to: Option<&str>,
+    generate: impl FnOnce() -> String,
+) -> Credentials {
+    match stored {
+        Some(c) if rotate_to.is_none() || c.rotated_for.as_deref() == rotate_to => c.clone(),
+        _ => Credentials { password: generate(), rotated_for: rotate_to.map(str::to_owned) },
+    }
+}
+
 /// The credentials stored in an existing Secret, if it holds a password.
 pub fn read_credentials(secret: &Secret) -> Option<Credentials> {
     let password = secret.data.as_ref()?.get(PASSWORD_KEY)?;
@@ -68,5 +83,17 @@ mod tests {
         assert!(!String::from_utf8_lossy(&data[DATABASE_URL_KEY].0).contains("pw-123"));
         assert_eq!(read_credentials(&s), Some(creds));
         assert!(!format!("{:?}", read_credentials(&s)).contains("pw-123"), "Debug redacts the password");
+    }
+
+    #[test]
+    fn the_stored_password_stays_until_a_new_rotation_is_asked_for() {
+        let stored = Credentials { password: "old".into(), rotated_for: Some("r1".into()) };
+        let fresh = || "new".to_owned();
+        assert_eq!(decide_credentials(Some(&stored), None, fresh), stored);
+        assert_eq!(decide_credentials(Some(&stored), Some("r1"), fresh), stored, "already rotated for r1");
+        let rotated = decide_credentials(Some(&stored), Some("r2"), fresh);
+        assert_eq!(rotated, Credentials { password: "new".into(), rotated_for: Some("r2".into()) });
+        let first = decide_credentials(None, None, fresh);
+        assert_eq!(first, Credentials { password: "new".into(), rotated_for: None });
     }
 }

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_fleet_core::server_config::SERVER_PORT;
 
-use super::Plan;
+use crate::validate::Plan;
 
 pub fn service(plan: &Plan) -> Service {
     let mut metadata = plan.metadata(plan.name.clone(), "server");

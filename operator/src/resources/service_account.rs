@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 
-use super::Plan;
+use crate::validate::Plan;
 
 /// `None` when the spec names an existing service account instead.
 pub fn service_account(plan: &Plan) -> Option<ServiceAccount> {

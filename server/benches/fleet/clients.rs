@@ -99,7 +99,7 @@ pub fn tool_text(response: &[u8]) -> anyhow::Result<String> {
 }
 
 /// The transaction the server opens for every tool query (dedicated mode, default 5 s timeout),
-/// character for character (`TenantDb::begin` in server/src/tenant_db.rs).
+/// character for character (`TenantDb::begin` in server/src/db/tenant.rs).
 pub const BEGIN_TENANT_TX: &str =
     "BEGIN READ ONLY; SET LOCAL statement_timeout = 5000; SET LOCAL search_path = retail, pg_catalog, public";
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mcp_fleet_core::progress::Progress;
 use mcp_fleet_core::tenant::{TenantName, generate_password, scram_verifier};
+use mcp_fleet_seed::{self as seed, SeedConfig, SeedOutcome};
 use mcp_fleet_server::embed::Embedder;
-use mcp_fleet_server::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig, SeedOutcome};
 use mcp_fleet_testkit::TestDb;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions as _, PgPool};

@@ -8,8 +8,8 @@
 use libfuzzer_sys::fuzz_target;
 use mcp_fleet_core::server_config::ServerConfigFile;
 use mcp_fleet_server::config::{ServeArgs, resolve};
-use mcp_fleet_server::sql_guard::{SqlPolicy, validate};
-use mcp_fleet_server::tools::{
+use mcp_fleet_sql_guard::{SqlPolicy, validate};
+use mcp_fleet_server::mcp::args::{
     FullTextSearchArgs, HybridSearchArgs, SalesQueryArgs, SemanticSearchArgs, TableSchemasArgs,
 };
 use serde::de::DeserializeOwned;

@@ -1,6 +1,7 @@
 //! The issuer's signing keys: found through OIDC discovery (or a configured URI), cached with a
 //! TTL, refreshed when a token names an unknown `kid` — at most once per interval, one fetch at a
-//! time, so a flood of random `kid`s costs the identity provider one request. Does HTTP I/O.
+//! time, so a flood of random `kid`s costs the identity provider one request. Does HTTP I/O; reads
+//! time through the injected clock.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use tokio::sync::{Mutex, RwLock};
+
+use crate::clock::{self, SharedClock};
 
 /// Where the keys come from.
 #[derive(Clone, Debug)]
@@ -28,6 +31,8 @@ pub struct JwksOptions {
     pub timeout: Duration,
     /// CA certificates trusted besides the system's (`auth.caFile`).
     pub extra_roots: Vec<reqwest::Certificate>,
+    /// Measures the TTL and the refresh interval (tests move a manual one).
+    pub clock: SharedClock,
 }
 
 impl Default for JwksOptions {
@@ -37,6 +42,7 @@ impl Default for JwksOptions {
             min_refresh_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
             extra_roots: Vec::new(),
+            clock: clock::system(),
         }
     }
 }
@@ -104,7 +110,8 @@ impl Jwks {
     pub async fn key(&self, kid: Option<&str>) -> Result<Option<DecodingKey>, JwksError> {
         {
             let set = self.set.read().await;
-            let fresh = set.fetched.is_some_and(|t| t.elapsed() < self.opts.ttl);
+            let now = self.opts.clock.now();
+            let fresh = set.fetched.is_some_and(|t| now.duration_since(t) < self.opts.ttl);
             if let Some(k) = lookup(&set, kid)
                 && fresh
             {
@@ -118,12 +125,13 @@ impl Jwks {
 
     async fn refresh(&self) -> Result<(), JwksError> {
         let mut last = self.fetching.lock().await;
-        let recently = last.is_some_and(|t| t.elapsed() < self.opts.min_refresh_interval);
+        let now = self.opts.clock.now();
+        let recently = last.is_some_and(|t| now.duration_since(t) < self.opts.min_refresh_interval);
         let have_keys = self.set.read().await.fetched.is_some();
         if recently {
             return if have_keys { Ok(()) } else { Err(JwksError::Unavailable) };
         }
-        *last = Some(Instant::now());
+        *last = Some(now);
         match self.fetch().await {
             Ok(fresh) => {
                 *self.set.write().await = fresh;
@@ -167,7 +175,7 @@ impl Jwks {
             }
         }
         tracing::info!(keys = keys.len() + anonymous.len(), "fetched the identity provider's signing keys");
-        Ok(KeySet { keys, anonymous, fetched: Some(Instant::now()) })
+        Ok(KeySet { keys, anonymous, fetched: Some(self.opts.clock.now()) })
     }
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {

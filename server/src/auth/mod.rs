@@ -3,6 +3,7 @@
 //! the configured tenant with every grant and only honours the sample's `x-rls-user-id` header to
 //! narrow to one store. Also the OAuth protected-resource metadata (RFC 9728).
 
+pub mod identity;
 pub mod jwks;
 pub mod oidc;
 pub mod rbac;
@@ -12,15 +13,9 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode, header};
 use mcp_fleet_core::TenantName;
 use mcp_fleet_core::server_config::TenancyMode;
-use rmcp::ErrorData;
-use rmcp::model::ErrorCode;
 use serde_json::{Value, json};
 
-use crate::identity::{self, Caller, Grants, StoreScope};
-
-/// JSON-RPC error code for "authenticated, but this role may not call that tool" — distinct from
-/// HTTP 401 (not authenticated) and from unknown tools (-32602).
-pub const FORBIDDEN_CODE: ErrorCode = ErrorCode(-32003);
+use self::identity::{Caller, Grants, StoreScope};
 
 /// Path of the protected-resource metadata for the `/mcp` endpoint.
 pub const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
@@ -86,7 +81,6 @@ impl Authenticator {
                     scope,
                     grants: Arc::new(Grants::everything()),
                     request_id,
-                    audit: None,
                 })
             }
             Authenticator::Oidc { oidc, .. } => {
@@ -141,7 +135,6 @@ impl Authenticator {
             scope: StoreScope::Tenant,
             grants: Arc::new(Grants::everything()),
             request_id: "stdio".into(),
-            audit: None,
         }
     }
 }
@@ -155,18 +148,6 @@ pub fn metadata_url(public_url: &str) -> String {
         None => (public_url, ""),
     };
     format!("{origin}/.well-known/oauth-protected-resource{}", path.trim_end_matches('/'))
-}
-
-/// The MCP error for a tool the caller's roles do not grant.
-pub fn forbidden_tool(tool: &str, caller: &Caller) -> ErrorData {
-    ErrorData::new(
-        FORBIDDEN_CODE,
-        format!(
-            "your role(s) {:?} may not call {tool:?}; call tools/list to see the tools you may use",
-            caller.grants.roles
-        ),
-        None,
-    )
 }
 
 #[cfg(test)]

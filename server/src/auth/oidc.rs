@@ -1,19 +1,20 @@
 //! Bearer JWT validation as an OAuth 2.1 resource server: signature by the issuer's JWKS,
 //! algorithm allow-list, `iss`, `aud`, `exp`/`nbf` with a small leeway, then claim mapping into a
 //! [`Caller`]. Every failure is reported to the client as one undifferentiated `invalid_token`;
-//! the reason goes to the log only. Calls the JWKS cache; otherwise pure.
+//! the reason goes to the log only. The settings are checked by `mcp_fleet_core::server_config`
+//! (issuer, audiences, algorithms, leeway, roles). Calls the JWKS cache; otherwise pure.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
 use mcp_fleet_core::TenantName;
-use mcp_fleet_core::server_config::AuthSection;
+use mcp_fleet_core::server_config::{AuthSection, Problem, public_key_algorithm};
 use serde_json::Value;
 
 use super::jwks::{Jwks, JwksError, JwksOptions, JwksSource};
 use super::rbac::RoleMap;
-use crate::identity::{Caller, StoreScope};
+use crate::auth::identity::{Caller, StoreScope};
 
 /// The validated OIDC settings and key cache of one server.
 pub struct Oidc {
@@ -50,114 +51,59 @@ pub enum TokenError {
     Keys(#[from] JwksError),
 }
 
-const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::PS256];
-
-fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
-    let alg: Algorithm = s.parse().map_err(|_| format!("auth.algorithms: {s:?} is not a JWS algorithm"))?;
-    match alg {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Err(format!(
-            "auth.algorithms: {s} is a shared-secret algorithm; only public-key algorithms are allowed"
-        )),
-        a => Ok(a),
-    }
-}
-
-/// Whether an http:// URL is acceptable: only for a loopback host (local development and tests).
-pub fn is_loopback_http(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else { return false };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host
-        .rsplit_once(':')
-        .map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+/// `name` as a jsonwebtoken algorithm: one of the public-key algorithms the configuration check
+/// accepts.
+fn parse_algorithm(name: &str) -> Result<Algorithm, Problem> {
+    let checked = public_key_algorithm(name)?;
+    checked.parse().map_err(|_| Problem(format!("auth.algorithms: {name:?} is not a JWS algorithm")))
 }
 
 impl Oidc {
-    /// Builds from configuration, listing every problem.
+    /// Builds from configuration (checked as `mcp_fleet_core::server_config` checks it), listing
+    /// every problem.
     pub fn from_config(
         auth: &AuthSection,
         tenant: Option<&TenantName>,
         public_url: Option<&str>,
         mut jwks_opts: JwksOptions,
-    ) -> Result<Self, Vec<String>> {
-        let mut problems = Vec::new();
+    ) -> Result<Self, Vec<Problem>> {
+        let checked = auth.check_oidc(public_url)?;
+        // Reading the CA file is I/O, so it is checked here rather than in core's pure checks.
         if let Some(path) = &auth.ca_file {
-            match super::jwks::read_ca_file(path) {
-                Ok(certs) => jwks_opts.extra_roots = certs,
-                Err(p) => problems.push(p),
-            }
+            jwks_opts.extra_roots = super::jwks::read_ca_file(path).map_err(|p| vec![Problem(p)])?;
         }
         if let Err(e) = super::jwks::http_client(&jwks_opts) {
-            problems.push(format!("auth.caFile: the certificates cannot be used: {e}"));
+            return Err(vec![Problem(format!("auth.caFile: the certificates cannot be used: {e}"))]);
         }
-        let issuer = auth.issuer.clone().unwrap_or_default();
-        if !(issuer.starts_with("https://") || is_loopback_http(&issuer)) {
-            problems
-                .push(format!("auth.issuer {issuer:?} must be an https:// URL (http:// only for localhost)"));
-        }
-        if let Some(u) = &auth.jwks_uri
-            && !(u.starts_with("https://") || is_loopback_http(u))
-        {
-            problems.push(format!("auth.jwksUri {u:?} must be an https:// URL (http:// only for localhost)"));
-        }
-        let audiences = if auth.audiences.is_empty() {
-            public_url.map(|u| vec![u.to_owned()]).unwrap_or_default()
-        } else {
-            auth.audiences.clone()
-        };
-        if audiences.is_empty() {
-            problems.push("auth.audiences is empty and publicUrl is not set: tokens must be bound to this server's resource URI".into());
-        }
-        if public_url.is_none() {
-            problems.push(
-                "publicUrl is required with oidc auth: it is the resource URI advertised to clients".into(),
-            );
-        }
-        let mut algorithms = Vec::new();
-        for a in &auth.algorithms {
-            match parse_algorithm(a) {
-                Ok(alg) => algorithms.push(alg),
-                Err(p) => problems.push(p),
-            }
-        }
-        if algorithms.is_empty() {
-            algorithms = DEFAULT_ALGORITHMS.to_vec();
-        }
-        let leeway = match auth.leeway.as_deref().map(humantime::parse_duration) {
-            None => Duration::from_secs(60),
-            Some(Ok(d)) if d <= Duration::from_secs(300) => d,
-            Some(_) => {
-                problems.push("auth.leeway must be a duration of at most 5m, e.g. 60s".into());
-                Duration::from_secs(60)
-            }
-        };
-        let roles = RoleMap::from_config(auth).map_err(|p| problems.extend(p)).ok();
+        let algorithms = checked
+            .algorithms
+            .iter()
+            .map(|a| parse_algorithm(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|p| vec![p])?;
         let claims = &auth.claims;
         let tenant_values = if claims.tenant_values.is_empty() {
             tenant.map(|t| vec![t.to_string()]).unwrap_or_default()
         } else {
             claims.tenant_values.clone()
         };
-        if !problems.is_empty() {
-            return Err(problems);
-        }
         let source = match &auth.jwks_uri {
             Some(u) => JwksSource::Uri(u.clone()),
-            None => JwksSource::Discovery { issuer: issuer.clone() },
+            None => JwksSource::Discovery { issuer: checked.issuer.clone() },
         };
         Ok(Self {
             jwks: Jwks::new(source, jwks_opts),
-            issuer,
-            audiences,
+            issuer: checked.issuer,
+            audiences: checked.audiences,
             algorithms,
-            leeway,
+            leeway: checked.leeway,
             tenant: tenant.cloned(),
             tenant_claim: claims.tenant.clone().unwrap_or_else(|| "tenant".into()),
             tenant_values,
             subject_claim: claims.subject.clone().unwrap_or_else(|| "sub".into()),
             roles_claim: claims.roles.clone().unwrap_or_else(|| "roles".into()),
             store_scope_claim: claims.store_scope.clone(),
-            roles: roles.unwrap_or_else(|| unreachable!("checked above")),
+            roles: RoleMap::new(checked.roles, auth.default_role.clone()),
         })
     }
 
@@ -212,14 +158,7 @@ impl Oidc {
                 }
             }
         };
-        Ok(Caller {
-            tenant,
-            subject,
-            scope,
-            grants: Arc::new(self.roles.grants(&role_names)),
-            request_id,
-            audit: None,
-        })
+        Ok(Caller { tenant, subject, scope, grants: Arc::new(self.roles.grants(&role_names)), request_id })
     }
 }
 
@@ -264,16 +203,17 @@ mod tests {
         assert!(parse_algorithm("HS256").is_err());
         assert!(parse_algorithm("none").is_err());
         assert_eq!(parse_algorithm("ES256"), Ok(Algorithm::ES256));
-        assert!(is_loopback_http("http://127.0.0.1:8080/x"));
-        assert!(is_loopback_http("http://localhost/x"));
-        assert!(!is_loopback_http("http://example.com/x"));
-        assert!(!is_loopback_http("http://127.0.0.1.evil.com/x"));
+        // Every name the configuration check accepts is one jsonwebtoken knows.
+        for name in mcp_fleet_core::server_config::PUBLIC_KEY_ALGORITHMS {
+            assert!(parse_algorithm(name).is_ok(), "{name}");
+        }
+        // is_loopback_http's cases live with it, in mcp_fleet_core::server_config.
         let auth = AuthSection { issuer: Some("http://idp.example.com".into()), ..Default::default() };
         let problems =
             Oidc::from_config(&auth, None, Some("https://mcp.example.com/mcp"), JwksOptions::default())
                 .err()
                 .unwrap();
-        assert!(problems.iter().any(|p| p.contains("must be an https:// URL")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.0.contains("must be an https:// URL")), "{problems:?}");
     }
 
     /// A throwaway self-signed CA certificate (no key kept anywhere): only parsed here.
@@ -300,7 +240,7 @@ mod tests {
             let problems =
                 Oidc::from_config(&with_ca(&path), None, public, JwksOptions::default()).err().unwrap();
             assert!(
-                problems.iter().any(|p| p.starts_with("auth.caFile") && p.contains(expected)),
+                problems.iter().any(|p| p.0.starts_with("auth.caFile") && p.0.contains(expected)),
                 "{problems:?}"
             );
         }

@@ -1,113 +1,29 @@
-//! Roles and what they grant. Roles inherit from each other (`readonly` < `analyst` < `manager` <
-//! `admin` by default; configurable); a caller's grants are the union of its roles'. Pure.
+//! What a caller's roles grant: the union of its roles' permissions. The roles themselves are
+//! configuration, flattened and checked by `mcp_fleet_core::server_config` (so the operator
+//! refuses what the server would). Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mcp_fleet_core::server_config::{AuthSection, RoleSection};
+use mcp_fleet_core::server_config::{AuthSection, FlatRole, Problem};
 
-use crate::identity::Grants;
-use crate::tools::TOOL_NAMES;
-
-/// A role with its inheritance already flattened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Resolved {
-    /// `None`: every tool.
-    tools: Option<BTreeSet<String>>,
-    pii: bool,
-    row_cap: Option<u32>,
-}
+use crate::auth::identity::Grants;
 
 /// The configured roles, resolved.
 #[derive(Clone, Debug)]
 pub struct RoleMap {
-    roles: BTreeMap<String, Resolved>,
+    roles: BTreeMap<String, FlatRole>,
     default_role: Option<String>,
-}
-
-/// The built-in hierarchy used when the configuration names no roles.
-pub fn builtin_roles() -> BTreeMap<String, RoleSection> {
-    let read_tools = [
-        "get_current_utc_date",
-        "get_multiple_table_schemas",
-        "semantic_search_products",
-        "full_text_search_products",
-        "hybrid_search_products",
-    ];
-    let mut m = BTreeMap::new();
-    m.insert(
-        "readonly".to_owned(),
-        RoleSection {
-            tools: read_tools.iter().map(|s| (*s).to_owned()).collect(),
-            row_cap: Some(100),
-            ..Default::default()
-        },
-    );
-    m.insert(
-        "analyst".to_owned(),
-        RoleSection {
-            inherits: vec!["readonly".into()],
-            tools: vec!["execute_sales_query".into()],
-            row_cap: Some(1000),
-            ..Default::default()
-        },
-    );
-    m.insert(
-        "manager".to_owned(),
-        RoleSection { inherits: vec!["analyst".into()], pii: true, ..Default::default() },
-    );
-    m.insert(
-        "admin".to_owned(),
-        RoleSection { inherits: vec!["manager".into()], tools: vec!["*".into()], ..Default::default() },
-    );
-    m
 }
 
 impl RoleMap {
     /// Resolves the roles of `auth` (or the built-in ones), reporting every problem found.
-    pub fn from_config(auth: &AuthSection) -> Result<Self, Vec<String>> {
-        let sections = if auth.roles.is_empty() { builtin_roles() } else { auth.roles.clone() };
-        let mut problems = Vec::new();
-        for (name, role) in &sections {
-            for parent in &role.inherits {
-                if !sections.contains_key(parent) {
-                    problems.push(format!("auth.roles.{name} inherits unknown role {parent:?}"));
-                }
-            }
-            for tool in &role.tools {
-                if tool != "*" && !TOOL_NAMES.contains(&tool.as_str()) {
-                    problems.push(format!(
-                        "auth.roles.{name} grants unknown tool {tool:?}; known tools: {}",
-                        TOOL_NAMES.join(", ")
-                    ));
-                }
-            }
-            if role.row_cap == Some(0) {
-                problems.push(format!("auth.roles.{name}.rowCap must be at least 1"));
-            }
-        }
-        if let Some(d) = &auth.default_role
-            && !sections.contains_key(d)
-        {
-            problems.push(format!(
-                "auth.defaultRole {d:?} is not one of the roles ({})",
-                sections.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        let mut roles = BTreeMap::new();
-        for name in sections.keys() {
-            match resolve(name, &sections, &mut Vec::new()) {
-                Ok(r) => {
-                    roles.insert(name.clone(), r);
-                }
-                Err(cycle) => problems.push(format!("auth.roles inherit in a cycle: {}", cycle.join(" -> "))),
-            }
-        }
-        if !problems.is_empty() {
-            problems.sort();
-            problems.dedup();
-            return Err(problems);
-        }
-        Ok(Self { roles, default_role: auth.default_role.clone() })
+    pub fn from_config(auth: &AuthSection) -> Result<Self, Vec<Problem>> {
+        Ok(Self::new(auth.flat_roles()?, auth.default_role.clone()))
+    }
+
+    /// Roles already flattened (and checked).
+    pub fn new(roles: BTreeMap<String, FlatRole>, default_role: Option<String>) -> Self {
+        Self { roles, default_role }
     }
 
     /// What a caller holding `names` may do. Unknown names are ignored; with no known role the
@@ -149,44 +65,10 @@ impl RoleMap {
     }
 }
 
-fn resolve(
-    name: &str,
-    all: &BTreeMap<String, RoleSection>,
-    path: &mut Vec<String>,
-) -> Result<Resolved, Vec<String>> {
-    if path.iter().any(|p| p == name) {
-        let mut cycle = path.clone();
-        cycle.push(name.to_owned());
-        return Err(cycle);
-    }
-    let Some(role) = all.get(name) else {
-        // Reported separately as an unknown parent.
-        return Ok(Resolved { tools: Some(BTreeSet::new()), pii: false, row_cap: None });
-    };
-    path.push(name.to_owned());
-    let mut tools: Option<BTreeSet<String>> =
-        if role.tools.iter().any(|t| t == "*") { None } else { Some(role.tools.iter().cloned().collect()) };
-    let mut pii = role.pii;
-    let mut cap = role.row_cap;
-    for parent in &role.inherits {
-        let p = resolve(parent, all, path)?;
-        match (&mut tools, p.tools) {
-            (Some(t), Some(pt)) => t.extend(pt),
-            (Some(_), None) => tools = None,
-            (None, _) => {}
-        }
-        pii |= p.pii;
-        // A child's own cap wins; otherwise it keeps its parent's.
-        if cap.is_none() {
-            cap = p.row_cap;
-        }
-    }
-    path.pop();
-    Ok(Resolved { tools, pii, row_cap: cap })
-}
-
 #[cfg(test)]
 mod tests {
+    use mcp_fleet_core::server_config::RoleSection;
+
     use super::*;
 
     fn map() -> RoleMap {

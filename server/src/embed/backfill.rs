@@ -9,7 +9,7 @@ use pgvector::Vector;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{DIMENSIONS, EmbedError, Embedder};
-use crate::progress::Progress;
+use mcp_fleet_core::progress::Progress;
 
 /// Largest accepted batch.
 pub const MAX_BATCH_SIZE: usize = 4096;
@@ -108,7 +108,7 @@ pub async fn backfill(
         Some(false) => return Err(BackfillError::NotPermitted(user)),
         Some(true) => {}
     }
-    let found = crate::db::schema_version(pool).await?;
+    let found = mcp_fleet_core::migrations::schema_version(pool).await?;
     if found < expected {
         return Err(BackfillError::NotMigrated { found, expected });
     }

@@ -1,11 +1,12 @@
 //! A circuit breaker for a remote service: after `failure_threshold` transient failures in a row
 //! it opens and callers fail fast for `cool_down`; then one probe request is let through
-//! (half-open), whose outcome closes or re-opens it. Pure state, no I/O.
+//! (half-open), whose outcome closes or re-opens it. State plus an injected clock, no I/O.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::EmbedError;
+use crate::clock::SharedClock;
 
 /// When the breaker opens and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +33,7 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct CircuitBreaker {
     options: BreakerOptions,
+    clock: SharedClock,
     state: Mutex<State>,
 }
 
@@ -44,8 +46,8 @@ pub(crate) struct Permit<'a> {
 }
 
 impl CircuitBreaker {
-    pub(crate) fn new(options: BreakerOptions) -> Self {
-        Self { options, state: Mutex::new(State::Closed { failures: 0 }) }
+    pub(crate) fn new(options: BreakerOptions, clock: SharedClock) -> Self {
+        Self { options, clock, state: Mutex::new(State::Closed { failures: 0 }) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -56,7 +58,7 @@ impl CircuitBreaker {
     /// A permit, or `CircuitOpen` while the breaker is open (or its single probe is in flight).
     pub(crate) fn permit(&self) -> Result<Permit<'_>, EmbedError> {
         let mut state = self.state();
-        let now = Instant::now();
+        let now = self.clock.now();
         let probe = match *state {
             State::Closed { .. } => false,
             State::Open { until } if now < until => {
@@ -77,7 +79,7 @@ impl CircuitBreaker {
     pub(crate) fn is_open(&self) -> bool {
         match *self.state() {
             State::Closed { .. } => false,
-            State::Open { until } => Instant::now() < until,
+            State::Open { until } => self.clock.now() < until,
             State::HalfOpen { probing } => probing,
         }
     }
@@ -96,7 +98,7 @@ impl Permit<'_> {
         self.reported = true;
         let options = self.breaker.options;
         let mut state = self.breaker.state();
-        let open = State::Open { until: Instant::now() + options.cool_down };
+        let open = State::Open { until: self.breaker.clock.now() + options.cool_down };
         *state = match *state {
             State::Closed { failures } if failures + 1 < options.failure_threshold => {
                 State::Closed { failures: failures + 1 }
@@ -125,17 +127,18 @@ impl Drop for Permit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
-    fn breaker(threshold: u32, cool_down_ms: u64) -> CircuitBreaker {
-        CircuitBreaker::new(BreakerOptions {
-            failure_threshold: threshold,
-            cool_down: Duration::from_millis(cool_down_ms),
-        })
+    fn breaker(threshold: u32, cool_down_ms: u64) -> (CircuitBreaker, ManualClock) {
+        let clock = ManualClock::new();
+        let options =
+            BreakerOptions { failure_threshold: threshold, cool_down: Duration::from_millis(cool_down_ms) };
+        (CircuitBreaker::new(options, clock.shared()), clock)
     }
 
     #[test]
     fn opens_after_threshold_consecutive_failures_only() {
-        let b = breaker(3, 60_000);
+        let (b, _) = breaker(3, 60_000);
         b.permit().unwrap().failed();
         b.permit().unwrap().failed();
         b.permit().unwrap().succeeded(); // resets the count
@@ -149,15 +152,15 @@ mod tests {
 
     #[test]
     fn half_open_lets_one_probe_through_which_decides() {
-        let b = breaker(1, 20);
+        let (b, clock) = breaker(1, 20);
         b.permit().unwrap().failed();
         assert!(b.permit().is_err());
-        std::thread::sleep(Duration::from_millis(30));
+        clock.advance(Duration::from_millis(30));
         let probe = b.permit().expect("probe after cool-down");
         assert!(b.permit().is_err(), "only one probe at a time");
         probe.failed();
         assert!(b.permit().is_err(), "a failed probe re-opens");
-        std::thread::sleep(Duration::from_millis(30));
+        clock.advance(Duration::from_millis(30));
         b.permit().expect("second probe").succeeded();
         assert!(!b.is_open());
         b.permit().expect("closed again").succeeded();
@@ -165,9 +168,9 @@ mod tests {
 
     #[test]
     fn an_abandoned_probe_frees_the_slot() {
-        let b = breaker(1, 10);
+        let (b, clock) = breaker(1, 10);
         b.permit().unwrap().failed();
-        std::thread::sleep(Duration::from_millis(20));
+        clock.advance(Duration::from_millis(20));
         drop(b.permit().expect("probe"));
         b.permit().expect("another probe after the first was abandoned").succeeded();
     }

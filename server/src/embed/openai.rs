@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::breaker::{BreakerOptions, CircuitBreaker};
 use super::{DIMENSIONS, EmbedError, Embedder, normalize};
+use crate::clock::{self, SharedClock};
 
 /// Model asked for when the configuration names none (OpenAI; Azure uses its deployment).
 pub const DEFAULT_MODEL: &str = "text-embedding-3-small";
@@ -63,6 +64,8 @@ pub struct OpenAiOptions {
     /// First wait between attempts; doubles each time (with jitter), at most 8 s.
     pub backoff: Duration,
     pub breaker: BreakerOptions,
+    /// The circuit breaker's clock (tests move a manual one).
+    pub clock: SharedClock,
 }
 
 impl OpenAiOptions {
@@ -78,6 +81,7 @@ impl OpenAiOptions {
             max_retries: DEFAULT_MAX_RETRIES,
             backoff: Duration::from_millis(250),
             breaker: BreakerOptions::default(),
+            clock: clock::system(),
         }
     }
 
@@ -205,7 +209,7 @@ impl OpenAiEmbedder {
             .user_agent(concat!("mcp-fleet-server/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EmbedError::Config(format!("cannot build the HTTP client: {}", e.without_url())))?;
-        let breaker = CircuitBreaker::new(options.breaker);
+        let breaker = CircuitBreaker::new(options.breaker, options.clock.clone());
         Ok(Self { options, url, client, breaker })
     }
 

@@ -8,13 +8,13 @@ pub mod issuer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use mcp_fleet_core::progress::Progress;
 use mcp_fleet_core::tenant::{TenantName, generate_password, scram_verifier};
+use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_server::config::{self, ServeArgs};
 use mcp_fleet_server::http::{HttpOptions, router};
-use mcp_fleet_server::progress::Progress;
-use mcp_fleet_server::seed::{self, SeedConfig};
+use mcp_fleet_server::mcp::AppState;
 use mcp_fleet_server::serve;
-use mcp_fleet_server::tools::AppState;
 use mcp_fleet_testkit::TestDb;
 use mcp_fleet_testkit::pg::unique_name;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -115,7 +115,7 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
     .expect("valid test configuration");
     let mut state = serve::state(&cfg).await.expect("server state");
     if let Some(cap) = opts.audit_capacity {
-        state.audit = mcp_fleet_server::audit::AuditLog::start(
+        state.audit = mcp_fleet_server::mcp::audit::AuditLog::start(
             state.db.pool().clone(),
             state.db.mode(),
             state.metrics.clone(),

@@ -1,0 +1,343 @@
+//! Checking a server configuration file: every problem the server would refuse it for, at once,
+//! and otherwise the settings with defaults applied. The server runs this at start-up (after
+//! merging its flags and environment into the file); the operator runs it on the file it renders
+//! for an McpTenant, so a spec the server would refuse stalls instead of crash-looping. Pure.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{AuthMode, AuthSection, EmbeddingProvider, EmbeddingsSection, ServerConfigFile, TenancyMode};
+use crate::TenantName;
+use crate::tools::{self, ToolName};
+
+/// One reason the server refuses a configuration, in words that name the setting to change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Problem(pub String);
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+/// So that a list of problems joins like a list of strings.
+impl std::borrow::Borrow<str> for Problem {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// A configuration file that passed every check, with defaults applied: what `serve` runs with,
+/// apart from the transport and the database password, which the server reads itself.
+#[derive(Clone, Debug)]
+pub struct CheckedConfig {
+    pub listen: SocketAddr,
+    pub tenant: Option<TenantName>,
+    pub public_url: Option<String>,
+    pub allowed_hosts: Vec<String>,
+    pub database: CheckedDatabase,
+    pub row_cap: u32,
+    /// Tool names to offer (all known); empty means all.
+    pub enabled_tools: Vec<String>,
+    pub embeddings: EmbeddingsSection,
+    pub auth: AuthSection,
+    pub auth_mode: AuthMode,
+    pub max_concurrent_requests: u32,
+    pub request_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub otlp_endpoint: Option<String>,
+}
+
+/// The database settings of a [`CheckedConfig`]. `Debug` shows neither the password nor the
+/// password inside a URL.
+#[derive(Clone)]
+pub struct CheckedDatabase {
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    /// The password, which the server reads from `password_file` (or its environment); the
+    /// check leaves it empty, since it reads no files.
+    pub password: Option<String>,
+    pub mode: TenancyMode,
+    pub min_connections: u32,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub statement_timeout: Duration,
+    pub application_name: String,
+}
+
+impl std::fmt::Debug for CheckedDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedDatabase")
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("mode", &self.mode)
+            .field("max_connections", &self.max_connections)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfigFile {
+    /// Every problem the server would refuse this file for; empty when it would start.
+    pub fn validate(&self) -> Vec<Problem> {
+        self.check().err().unwrap_or_default()
+    }
+
+    /// The settings with defaults applied, or every problem at once.
+    pub fn check(&self) -> Result<CheckedConfig, Vec<Problem>> {
+        let mut problems: Vec<Problem> = Vec::new();
+        let db = &self.database;
+
+        let listen_text = self.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems
+                .push(format!("listen address {listen_text:?} is not host:port, e.g. 0.0.0.0:8080").into());
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+
+        let tenant = match self.tenant.clone() {
+            Some(t) => TenantName::new(t).map_err(|e| problems.push(format!("tenant: {e}").into())).ok(),
+            None => None,
+        };
+
+        let mode = db.mode.unwrap_or(TenancyMode::Dedicated);
+        if mode == TenancyMode::Dedicated && tenant.is_none() {
+            problems.push(
+                "tenant is missing: dedicated mode serves one tenant (set `tenant:` in the config file, --tenant or MCP_FLEET_TENANT)".into(),
+            );
+        }
+
+        let url = match db.url.clone() {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => u,
+            Some(u) => {
+                problems.push(
+                    format!(
+                        "database url {} must start with postgres:// or postgresql://",
+                        crate::redact::redact_url(&u)
+                    )
+                    .into(),
+                );
+                String::new()
+            }
+            None => {
+                problems.push("database url is missing: set `database.url` in the config file, --database-url or MCP_FLEET_DATABASE_URL".into());
+                String::new()
+            }
+        };
+
+        let statement_timeout =
+            duration(&mut problems, "database.statementTimeout", db.statement_timeout.as_ref(), "5s");
+        let acquire_timeout =
+            duration(&mut problems, "database.acquireTimeout", db.acquire_timeout.as_ref(), "5s");
+        let idle_timeout = duration(&mut problems, "database.idleTimeout", db.idle_timeout.as_ref(), "10m");
+        let max_lifetime = duration(&mut problems, "database.maxLifetime", db.max_lifetime.as_ref(), "30m");
+        let request_timeout =
+            duration(&mut problems, "limits.requestTimeout", self.limits.request_timeout.as_ref(), "30s");
+        if statement_timeout > Duration::from_secs(600) {
+            problems.push("database.statementTimeout must be at most 10m".into());
+        }
+
+        let max_connections = db.max_connections.unwrap_or(10);
+        let min_connections = db.min_connections.unwrap_or(0);
+        if !(1..=500).contains(&max_connections) {
+            problems.push(
+                format!("database.maxConnections must be between 1 and 500, got {max_connections}").into(),
+            );
+        }
+        if min_connections > max_connections {
+            problems.push(
+                format!(
+                    "database.minConnections ({min_connections}) is larger than maxConnections ({max_connections})"
+                )
+                .into(),
+            );
+        }
+
+        let row_cap = self.tools.row_cap.unwrap_or(500);
+        if !(1..=100_000).contains(&row_cap) {
+            problems.push(format!("tools.rowCap must be between 1 and 100000, got {row_cap}").into());
+        }
+        for tool in &self.tools.enabled {
+            if ToolName::parse(tool).is_none() {
+                problems.push(
+                    format!(
+                        "tools.enabled names unknown tool {tool:?}; known tools: {}",
+                        tools::names().collect::<Vec<_>>().join(", ")
+                    )
+                    .into(),
+                );
+            }
+        }
+
+        let embeddings = self.embeddings.clone();
+        if embeddings.provider == Some(EmbeddingProvider::Openai) && embeddings.openai.is_none() {
+            problems.push("embeddings.provider is openai but embeddings.openai.endpoint is not set".into());
+        }
+
+        let auth_mode = self.auth.mode.unwrap_or(AuthMode::Oidc);
+        if auth_mode == AuthMode::None && self.auth.production {
+            problems.push(
+                "auth mode `none` is refused because this configuration is marked production (auth.production: true)".into(),
+            );
+        }
+        if auth_mode == AuthMode::Oidc {
+            if self.auth.issuer.is_none() {
+                problems.push(
+                    "auth.issuer is missing: set the token issuer, or run with --auth none for local development"
+                        .into(),
+                );
+            } else if let Err(p) = self.auth.check_oidc(self.public_url.as_deref()) {
+                problems.extend(p);
+            }
+        }
+
+        let max_concurrent_requests = self.limits.max_concurrent_requests.unwrap_or(64);
+        if !(1..=10_000).contains(&max_concurrent_requests) {
+            problems.push(
+                format!(
+                    "limits.maxConcurrentRequests must be between 1 and 10000, got {max_concurrent_requests}"
+                )
+                .into(),
+            );
+        }
+        let max_body_bytes = self.limits.max_body_bytes.unwrap_or(1 << 20);
+        if !(1024..=64 << 20).contains(&max_body_bytes) {
+            problems.push(
+                format!("limits.maxBodyBytes must be between 1024 and 67108864, got {max_body_bytes}").into(),
+            );
+        }
+
+        let log_format = match self.logging.format.as_deref().unwrap_or("json") {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                problems.push(format!("logging.format {other:?} must be `json` or `text`").into());
+                LogFormat::Json
+            }
+        };
+        let log_level = self.logging.level.clone().unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            problems.push(format!("logging.level {log_level:?} is not a valid filter such as `info` or `warn,mcp_fleet_server=debug`").into());
+        }
+
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            problems.push(format!("publicUrl {u:?} must be an http(s) URL").into());
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(CheckedConfig {
+            listen,
+            tenant,
+            public_url: self.public_url.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            database: CheckedDatabase {
+                url,
+                password_file: db.password_file.clone(),
+                password: None,
+                mode,
+                min_connections,
+                max_connections,
+                acquire_timeout,
+                idle_timeout,
+                max_lifetime,
+                statement_timeout,
+                application_name: db.application_name.clone().unwrap_or_else(|| "mcp-fleet-server".into()),
+            },
+            row_cap,
+            enabled_tools: self.tools.enabled.clone(),
+            embeddings,
+            auth: self.auth.clone(),
+            auth_mode,
+            max_concurrent_requests,
+            request_timeout,
+            max_body_bytes,
+            log_format,
+            log_level,
+            otlp_endpoint: self.logging.otlp_endpoint.clone(),
+        })
+    }
+}
+
+/// A positive duration such as `5s`, or the default (and a problem) when it is not one.
+fn duration(problems: &mut Vec<Problem>, what: &str, value: Option<&String>, default: &str) -> Duration {
+    let text = value.map(String::as_str).unwrap_or(default);
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            problems.push(format!("{what} {text:?} is not a duration such as 5s, 500ms or 2m").into());
+            humantime::parse_duration(default).unwrap_or(Duration::from_secs(5))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> ServerConfigFile {
+        serde_saphyr::from_str(
+            "tenant: seattle\npublicUrl: https://seattle.example.com/mcp\ndatabase:\n  url: postgres://mcpt_seattle_login@db/zava\nauth:\n  issuer: https://login.example.com/realms/retail\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_valid_file_has_no_problems_and_gets_defaults() {
+        let file = valid();
+        assert_eq!(file.validate(), Vec::<Problem>::new());
+        let checked = file.check().unwrap();
+        assert_eq!(checked.row_cap, 500);
+        assert_eq!(checked.database.statement_timeout, Duration::from_secs(5));
+        assert_eq!(checked.auth_mode, AuthMode::Oidc);
+    }
+
+    #[test]
+    fn unknown_tools_and_bad_roles_are_named() {
+        let mut file = valid();
+        file.tools.enabled = vec!["execute_sales_query".into(), "drop_tables".into()];
+        file.auth.roles.insert(
+            "a".into(),
+            super::super::RoleSection { inherits: vec!["a".into()], ..Default::default() },
+        );
+        let problems = file.validate().join("\n");
+        assert!(problems.contains("tools.enabled names unknown tool \"drop_tables\""), "{problems}");
+        assert!(problems.contains("auth.roles inherit in a cycle: a -> a"), "{problems}");
+    }
+
+    #[test]
+    fn an_http_issuer_off_loopback_is_refused() {
+        let mut file = valid();
+        file.auth.issuer = Some("http://idp.example.com".into());
+        assert!(file.validate().join("\n").contains("must be an https:// URL"));
+        file.auth.issuer = Some("http://127.0.0.1:8400".into());
+        assert_eq!(file.validate(), Vec::<Problem>::new());
+    }
+}

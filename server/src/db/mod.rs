@@ -1,0 +1,9 @@
+//! The server's database access: `tenant` runs every tool query in a read-only transaction bound
+//! to the caller's tenant and store scope; `admin` is where the admin commands (migrate, seed,
+//! embed) connect. Both do database I/O.
+
+pub mod admin;
+pub mod tenant;
+
+pub use admin::AdminDb;
+pub use tenant::{DbError, QueryFailure, TenantDb};

@@ -1,0 +1,228 @@
+//! The server's database access: a lazily connected pool, and read-only transactions bound to the
+//! caller's tenant and store scope. Every tool query runs inside one. Does database I/O.
+//!
+//! Dedicated mode: the pool logs in as the tenant's own login role, so PostgreSQL's row-level
+//! security limits it to that tenant whatever SQL runs. Shared mode: the pool logs in as a gateway
+//! role and each transaction `SET LOCAL ROLE`s to the caller's tenant group role.
+
+use std::time::Duration;
+
+use mcp_fleet_core::server_config::TenancyMode;
+use moka::future::Cache;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::auth::identity::{Caller, StoreScope};
+use mcp_fleet_core::server_config::CheckedDatabase;
+
+/// Errors of the database layer, with messages a caller can act on (no internals).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the database is unavailable right now; try again shortly")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("all database connections are busy; try again shortly")]
+    Busy,
+    #[error("x-rls-user-id does not identify one of tenant {tenant}'s stores")]
+    UnknownStore { tenant: String },
+    #[error("{0}")]
+    Query(QueryFailure),
+}
+
+/// A query the database refused or could not finish, explained for the one who wrote it.
+#[derive(Debug)]
+pub struct QueryFailure {
+    pub message: String,
+    /// A short stable label for metrics and the audit trail.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for QueryFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl DbError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DbError::Unavailable(_) => "db_unavailable",
+            DbError::Busy => "db_busy",
+            DbError::UnknownStore { .. } => "unknown_store",
+            DbError::Query(q) => q.reason,
+        }
+    }
+
+    /// Classifies an error from running a caller's statement.
+    pub fn from_query(err: sqlx::Error, timeout: Duration) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut => DbError::Busy,
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                let (reason, hint) = match code.as_str() {
+                    "57014" => (
+                        "timeout",
+                        Some(format!(
+                            "the query ran longer than the {} statement timeout; add filters, aggregate, or LIMIT the rows",
+                            humantime::format_duration(timeout)
+                        )),
+                    ),
+                    "25006" => ("read_only", Some("only reading queries are allowed".to_owned())),
+                    "42501" => ("permission_denied", None),
+                    c if c.starts_with("42") => ("invalid_query", None),
+                    c if c.starts_with("22") => ("invalid_data", None),
+                    "53300" | "53400" => ("db_busy", None),
+                    _ => ("query_failed", None),
+                };
+                let message = match hint {
+                    Some(h) => format!("{} ({h})", db.message()),
+                    None => db.message().to_owned(),
+                };
+                DbError::Query(QueryFailure { message, reason })
+            }
+            other @ (sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)) => DbError::Unavailable(other),
+            other => {
+                tracing::warn!(error = %other, "query failed outside the database");
+                DbError::Query(QueryFailure {
+                    message: "the query could not be run".into(),
+                    reason: other_reason(&other),
+                })
+            }
+        }
+    }
+}
+
+fn other_reason(err: &sqlx::Error) -> &'static str {
+    match err {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => "decode",
+        _ => "query_failed",
+    }
+}
+
+/// The pool plus what a transaction needs to bind itself to the caller.
+#[derive(Clone)]
+pub struct TenantDb {
+    pool: PgPool,
+    mode: TenancyMode,
+    statement_timeout: Duration,
+    /// (tenant, rls_user_id) → store ids, so the development header costs no extra round trip.
+    rls_stores: Cache<(String, Uuid), Vec<i32>>,
+}
+
+impl TenantDb {
+    /// A pool that connects on first use, so the server starts (not ready) while the database is down.
+    pub fn connect_lazy(cfg: &CheckedDatabase) -> Result<Self, String> {
+        let mut opts: PgConnectOptions = cfg.url.parse().map_err(|e| {
+            format!("database url {} is invalid: {e}", mcp_fleet_core::redact::redact_url(&cfg.url))
+        })?;
+        if let Some(pw) = &cfg.password {
+            opts = opts.password(pw);
+        }
+        let timeout_ms = cfg.statement_timeout.as_millis().to_string();
+        let opts = opts
+            .application_name(&cfg.application_name)
+            .options([
+                ("jit", "off"),
+                ("statement_timeout", timeout_ms.as_str()),
+                ("standard_conforming_strings", "on"),
+            ])
+            .disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .min_connections(cfg.min_connections)
+            .max_connections(cfg.max_connections)
+            .acquire_timeout(cfg.acquire_timeout)
+            .idle_timeout(Some(cfg.idle_timeout))
+            .max_lifetime(Some(cfg.max_lifetime))
+            .connect_lazy_with(opts);
+        Ok(Self::with_pool(pool, cfg.mode, cfg.statement_timeout))
+    }
+
+    pub fn with_pool(pool: PgPool, mode: TenancyMode, statement_timeout: Duration) -> Self {
+        Self {
+            pool,
+            mode,
+            statement_timeout,
+            rls_stores: Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(60)).build(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn mode(&self) -> TenancyMode {
+        self.mode
+    }
+
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
+    }
+
+    /// A `READ ONLY` transaction as the caller's tenant, with the statement timeout, the retail
+    /// search path and the caller's store scope applied, in one round trip. Dropping it rolls back.
+    pub async fn read_only(&self, caller: &Caller) -> Result<Transaction<'static, Postgres>, DbError> {
+        let stores = match &caller.scope {
+            StoreScope::Tenant => None,
+            StoreScope::Stores(ids) => Some(ids.clone()),
+            StoreScope::RlsUser(id) => Some(self.rls_user_stores(caller, *id).await?),
+        };
+        self.begin(caller, stores.as_deref()).await
+    }
+
+    async fn begin(
+        &self,
+        caller: &Caller,
+        stores: Option<&[i32]>,
+    ) -> Result<Transaction<'static, Postgres>, DbError> {
+        // Every value below comes from validated configuration or integers, never from the caller's
+        // text, so formatting them into one simple-protocol batch is safe. `public` holds the
+        // pgvector type; it comes after pg_catalog so nothing there can shadow a built-in.
+        let mut batch = format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL search_path = retail, pg_catalog, public",
+            self.statement_timeout.as_millis()
+        );
+        // Callers without PII access run as the tenant's group role, which PostgreSQL refuses the
+        // raw email and phone columns; PII callers keep the login role (member of mcpfleet_pii).
+        match (self.mode, caller.grants.pii) {
+            (TenancyMode::Dedicated, true) => {}
+            (TenancyMode::Shared, true) => {
+                batch.push_str(&format!("; SET LOCAL ROLE \"{}\"", caller.tenant.login_role()))
+            }
+            (_, false) => batch.push_str(&format!("; SET LOCAL ROLE \"{}\"", caller.tenant.group_role())),
+        }
+        if let Some(ids) = stores {
+            // An empty list means "no store": -1 matches nothing.
+            let list = if ids.is_empty() {
+                "-1".to_owned()
+            } else {
+                ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+            };
+            batch.push_str(&format!("; SET LOCAL mcpfleet.store_scope = '{list}'"));
+        }
+        self.pool
+            .begin_with(sqlx::AssertSqlSafe(batch))
+            .await
+            .map_err(|e| DbError::from_query(e, self.statement_timeout))
+    }
+
+    async fn rls_user_stores(&self, caller: &Caller, id: Uuid) -> Result<Vec<i32>, DbError> {
+        let key = (caller.tenant.as_str().to_owned(), id);
+        if let Some(ids) = self.rls_stores.get(&key).await {
+            return Ok(ids);
+        }
+        let mut tx = self.begin(caller, None).await?;
+        let ids: Vec<i32> = sqlx::query_scalar("SELECT store_id FROM retail.stores WHERE rls_user_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| DbError::from_query(e, self.statement_timeout))?;
+        if ids.is_empty() {
+            return Err(DbError::UnknownStore { tenant: caller.tenant.to_string() });
+        }
+        self.rls_stores.insert(key, ids.clone()).await;
+        Ok(ids)
+    }
+}

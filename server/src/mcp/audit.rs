@@ -1,0 +1,323 @@
+//! The audit trail: every tool call, allowed or denied, becomes a row of `audit.tool_calls`.
+//! Writes are batched off the request path by one writer task, and nothing is lost:
+//!
+//! * Before a call runs, it reserves a slot in a bounded buffer. The slot is filled when the call
+//!   ends, so a record always fits, and it is freed only once its record is in the database: a
+//!   batch the writer holds (or retries) still counts against the bound.
+//! * If the buffer stays full (the database is down and the writer is retrying), new calls wait a
+//!   short while and then **fail closed**: they are refused, not run unaudited.
+//! * The writer retries a failed batch until it succeeds; on shutdown it flushes what is left.
+//!
+//! Arguments are stored sanitised: SQL text is kept, values of secret-looking keys are masked and
+//! long strings are cut. Does database I/O (in the writer task).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use mcp_fleet_core::server_config::TenancyMode;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use super::outcome::Outcome;
+use crate::auth::identity::Caller;
+use crate::metrics::Metrics;
+
+/// Records not yet written (queued, in the writer's batch or being retried) before calls start
+/// waiting.
+pub const BUFFER: usize = 1024;
+/// How long a call waits for buffer space before it is refused.
+pub const RESERVE_WAIT: Duration = Duration::from_secs(2);
+const BATCH: usize = 200;
+const LINGER: Duration = Duration::from_millis(100);
+const MAX_ARG_CHARS: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub called_at: DateTime<Utc>,
+    pub tenant: String,
+    pub group_role: String,
+    pub subject: String,
+    pub tool: String,
+    pub arguments: Value,
+    pub rows: Option<i32>,
+    pub duration_ms: f64,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub request_id: String,
+}
+
+/// The audit trail is not accepting records; the call must not run.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the audit trail cannot record this call right now (is the database reachable?), so it was not run; retry shortly"
+)]
+pub struct AuditUnavailable;
+
+/// A finished record and the buffer slot it holds until it is written.
+type Queued = (AuditRecord, OwnedSemaphorePermit);
+
+/// The writer side: the buffer's slots, the channel to the writer and the task draining it.
+pub struct AuditLog {
+    slots: Arc<Semaphore>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    wait: Duration,
+}
+
+impl AuditLog {
+    /// Starts the writer task on the current runtime.
+    pub fn start(
+        pool: PgPool,
+        mode: TenancyMode,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+        wait: Duration,
+    ) -> Self {
+        // The channel needs no bound of its own: nothing enters it without a slot.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_loop(pool, mode, metrics, rx));
+        Self {
+            slots: Arc::new(Semaphore::new(capacity)),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            wait,
+        }
+    }
+
+    /// Reserves room for the record of a call that is about to run.
+    pub async fn ticket(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        arguments: Option<&Map<String, Value>>,
+    ) -> Result<AuditTicket, AuditUnavailable> {
+        let tx = self.tx.lock().ok().and_then(|g| g.clone()).ok_or(AuditUnavailable)?;
+        let slot = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| AuditUnavailable)?
+            .map_err(|_| AuditUnavailable)?;
+        let record = AuditRecord {
+            called_at: Utc::now(),
+            tenant: caller.tenant.to_string(),
+            group_role: caller.tenant.group_role(),
+            subject: caller.subject.clone(),
+            tool: tool.to_owned(),
+            arguments: arguments.map(sanitize).unwrap_or(Value::Object(Map::new())),
+            rows: None,
+            duration_ms: 0.0,
+            outcome: Outcome::Ok,
+            error: None,
+            request_id: caller.request_id.clone(),
+        };
+        Ok(AuditTicket(Arc::new(Mutex::new(Some(Pending { tx, slot, record, started: Instant::now() })))))
+    }
+
+    /// Stops accepting records and waits (bounded) for the writer to flush the rest.
+    pub async fn shutdown(&self, deadline: Duration) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(w) = writer
+            && tokio::time::timeout(deadline, w).await.is_err()
+        {
+            tracing::error!("the audit writer did not finish flushing within {deadline:?}");
+        }
+    }
+}
+
+/// The way to the writer, the buffer slot, the record being filled and when the call started.
+struct Pending {
+    tx: mpsc::UnboundedSender<Queued>,
+    slot: OwnedSemaphorePermit,
+    record: AuditRecord,
+    started: Instant,
+}
+
+/// A reserved, not yet written audit record. Completing it twice keeps the first outcome.
+#[derive(Clone)]
+pub struct AuditTicket(Arc<Mutex<Option<Pending>>>);
+
+impl std::fmt::Debug for AuditTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditTicket")
+    }
+}
+
+impl AuditTicket {
+    /// Fills in the outcome and hands the record to the writer.
+    pub fn complete(&self, outcome: Outcome, rows: Option<usize>, error: Option<&str>) {
+        let Some(Pending { tx, slot, mut record, started }) = self.0.lock().ok().and_then(|mut g| g.take())
+        else {
+            return;
+        };
+        record.outcome = outcome;
+        record.rows = rows.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
+        record.error = error.map(|e| truncate(e, 1000));
+        record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // Fails only when the writer has gone, after shutdown's deadline: nothing left to do.
+        let _ = tx.send((record, slot));
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push_str("…(truncated)");
+        t
+    }
+}
+
+fn secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "credential", "cookie"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// Tool arguments as stored: secret-looking keys masked, long strings cut (SQL text is kept).
+pub fn sanitize(args: &Map<String, Value>) -> Value {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(truncate(s, MAX_ARG_CHARS)),
+            Value::Array(a) => Value::Array(a.iter().take(100).map(walk).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| {
+                        (k.clone(), if secret_key(k) { Value::String("***".into()) } else { walk(v) })
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    walk(&Value::Object(args.clone()))
+}
+
+async fn write_loop(
+    pool: PgPool,
+    mode: TenancyMode,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+) {
+    // Each record keeps its buffer slot until the batch is written (or given up on).
+    let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(r) => batch.push(r),
+                None => return,
+            }
+        }
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        let mut closed = false;
+        while batch.len() < BATCH {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => batch.push(r),
+                    None => { closed = true; break; }
+                },
+                _ = &mut linger => break,
+            }
+        }
+        let mut attempt = 0u32;
+        loop {
+            match write_batch(&pool, mode, batch.iter().map(|(r, _)| r)).await {
+                Ok(()) => {
+                    metrics.audit_records.with_label_values(&["written"]).inc_by(batch.len() as u64);
+                    batch.clear();
+                    break;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    metrics.errors.with_label_values(&["audit_write"]).inc();
+                    tracing::warn!(error = %e, pending = batch.len(), attempt, "writing the audit trail failed; retrying");
+                    // While serving, retry for as long as it takes (calls fail closed meanwhile);
+                    // at shutdown, give up after a few attempts and say how much was lost.
+                    if (closed || rx.is_closed()) && attempt >= 5 {
+                        metrics.audit_records.with_label_values(&["lost"]).inc_by(batch.len() as u64);
+                        tracing::error!(
+                            lost = batch.len(),
+                            "shutting down with audit records the database would not take"
+                        );
+                        return;
+                    }
+                    tokio::time::sleep(
+                        (Duration::from_millis(100) * 2u32.saturating_pow(attempt))
+                            .min(Duration::from_secs(5)),
+                    )
+                    .await;
+                }
+            }
+        }
+        if closed && rx.is_empty() {
+            return;
+        }
+    }
+}
+
+async fn write_batch<'a>(
+    pool: &PgPool,
+    mode: TenancyMode,
+    batch: impl Iterator<Item = &'a AuditRecord>,
+) -> Result<(), sqlx::Error> {
+    // In shared mode each tenant's rows are written under that tenant's role (the policy checks
+    // it); a dedicated server's login role belongs to its one tenant.
+    let mut groups: std::collections::BTreeMap<&str, Vec<&AuditRecord>> = Default::default();
+    for r in batch {
+        groups
+            .entry(if mode == TenancyMode::Shared { r.group_role.as_str() } else { "" })
+            .or_default()
+            .push(r);
+    }
+    let mut tx = pool.begin().await?;
+    for (role, rows) in groups {
+        if !role.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE \"{role}\""))).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO audit.tool_calls (called_at, tenant, subject, tool, arguments, rows_returned, duration_ms, outcome, error, request_id)
+             SELECT c, t, s, tl, a::jsonb, n, d, o, e, r
+             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::text[], $9::text[], $10::text[])
+                  AS x(c, t, s, tl, a, n, d, o, e, r)",
+        )
+        .bind(rows.iter().map(|r| r.called_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.tenant.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.tool.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.arguments.to_string()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.rows).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        if !role.is_empty() {
+            sqlx::query("RESET ROLE").execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn arguments_keep_sql_and_lose_secrets() {
+        let args = json!({"postgresql_query": "SELECT 1", "api_key": "sk-123", "nested": {"Password": "x"}, "long": "y".repeat(5000)});
+        let s = sanitize(args.as_object().unwrap());
+        assert_eq!(s["postgresql_query"], json!("SELECT 1"));
+        assert_eq!(s["api_key"], json!("***"));
+        assert_eq!(s["nested"]["Password"], json!("***"));
+        assert!(s["long"].as_str().unwrap().ends_with("…(truncated)"));
+    }
+}

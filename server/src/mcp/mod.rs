@@ -1,0 +1,27 @@
+//! The MCP surface: the retail tools (drop-in compatible with the reference Zava sample: same
+//! names, argument names, defaults and compact JSON results), table schemas as resources, and
+//! per-caller tool lists. Split by job:
+//!
+//! - `server`: the rmcp handler, and the one path every tool call takes (authorise, audit,
+//!   metrics, log);
+//! - `tools`: each tool's definition and its call into the domain code; `args`: the argument
+//!   types, whose bounds feed both the schema and the run-time checks;
+//! - `outcome`: how a call ends, and the one mapping of failures to MCP and JSON-RPC answers;
+//! - `sales`, `schema`, `search`: the domain code, which knows nothing of MCP;
+//! - `state`, `audit` (the audit trail), `result` (the compact JSON of rows).
+
+pub mod args;
+pub mod audit;
+pub mod outcome;
+pub mod result;
+mod sales;
+mod schema;
+mod search;
+mod server;
+mod state;
+mod tools;
+
+pub use outcome::{Outcome, ToolFailure, ToolOutput};
+pub use schema::TABLES;
+pub use server::RetailServer;
+pub use state::AppState;

@@ -1,0 +1,65 @@
+//! What every request shares: the database, the embedder, metrics, limits and the audit trail,
+//! and which tools this server offers. Data, no I/O of its own.
+
+use std::sync::Arc;
+
+use mcp_fleet_core::tools::ToolName;
+
+use super::audit::AuditLog;
+use super::schema::SchemaCache;
+use crate::auth::identity::Caller;
+use crate::db::TenantDb;
+use crate::embed::Embedder;
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    pub db: TenantDb,
+    pub embedder: Option<Arc<dyn Embedder>>,
+    pub metrics: Arc<Metrics>,
+    pub row_cap: u32,
+    /// Tools offered at all (configuration, and an embedder for those that need one); the
+    /// caller's grants narrow this further.
+    pub enabled_tools: Vec<ToolName>,
+    pub schema_cache: SchemaCache,
+    /// The identity of stdio sessions, which have no HTTP request to authenticate.
+    pub stdio_caller: Option<Caller>,
+    pub audit: AuditLog,
+}
+
+impl AppState {
+    /// `enabled` lists tool names from the configuration (checked there); empty means all.
+    pub fn new(
+        db: TenantDb,
+        embedder: Option<Arc<dyn Embedder>>,
+        metrics: Arc<Metrics>,
+        row_cap: u32,
+        enabled: &[String],
+        audit: AuditLog,
+    ) -> Self {
+        let enabled_tools = ToolName::ALL
+            .into_iter()
+            .filter(|t| enabled.is_empty() || enabled.iter().any(|e| e == t.as_str()))
+            .filter(|t| embedder.is_some() || !t.needs_embeddings())
+            .collect();
+        Self {
+            db,
+            embedder,
+            metrics,
+            row_cap,
+            enabled_tools,
+            schema_cache: SchemaCache::new(),
+            stdio_caller: None,
+            audit,
+        }
+    }
+
+    pub fn offers(&self, tool: ToolName) -> bool {
+        self.enabled_tools.contains(&tool)
+    }
+
+    /// The row cap for `caller`: the server's, or the caller's roles' when smaller.
+    pub fn row_cap_for(&self, caller: &Caller) -> usize {
+        let cap = caller.grants.row_cap.map_or(self.row_cap, |r| r.min(self.row_cap));
+        cap as usize
+    }
+}
