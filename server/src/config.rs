@@ -132,10 +132,11 @@ pub struct ConfigErrors(pub Vec<Problem>);
 pub fn load(args: &ServeArgs) -> Result<ServerConfig, ConfigErrors> {
     let file = match &args.config {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => serde_saphyr::from_str::<ServerConfigFile>(&text)
-                .map_err(|e| ConfigErrors(vec![Problem(format!("config file {}: {e}", path.display()))]))?,
+            Ok(text) => serde_saphyr::from_str::<ServerConfigFile>(&text).map_err(|e| {
+                ConfigErrors(vec![Problem::from(format!("config file {}: {e}", path.display()))])
+            })?,
             Err(e) => {
-                return Err(ConfigErrors(vec![Problem(format!(
+                return Err(ConfigErrors(vec![Problem::from(format!(
                     "cannot read config file {}: {e}",
                     path.display()
                 ))]));
@@ -158,7 +159,9 @@ pub fn resolve(
     let password = match &file.database.password_file {
         Some(path) => match read(path) {
             Ok(p) => Ok(Some(p.trim_end_matches(['\n', '\r']).to_owned())),
-            Err(e) => Err(Problem(format!("cannot read the database password file {}: {e}", path.display()))),
+            Err(e) => {
+                Err(Problem::from(format!("cannot read the database password file {}: {e}", path.display())))
+            }
         },
         None => Ok(env("MCP_FLEET_DATABASE_PASSWORD")),
     };

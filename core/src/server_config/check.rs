@@ -11,32 +11,44 @@ use super::{AuthMode, AuthSection, EmbeddingProvider, EmbeddingsSection, ServerC
 use crate::TenantName;
 use crate::tools::{self, ToolName};
 
-/// One reason the server refuses a configuration, in words that name the setting to change.
+/// One reason the server refuses a configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Problem(pub String);
+pub struct Problem {
+    /// What to change, in words that name the setting.
+    pub message: String,
+    /// For a required setting that was left out: which (`auth.issuer`).
+    pub missing: Option<&'static str>,
+}
+
+impl Problem {
+    /// A required `setting` that was left out.
+    pub fn missing(setting: &'static str, message: impl Into<String>) -> Self {
+        Self { message: message.into(), missing: Some(setting) }
+    }
+}
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl From<String> for Problem {
     fn from(message: String) -> Self {
-        Self(message)
+        Self { message, missing: None }
     }
 }
 
 impl From<&str> for Problem {
     fn from(message: &str) -> Self {
-        Self(message.to_owned())
+        message.to_owned().into()
     }
 }
 
 /// So that a list of problems joins like a list of strings.
 impl std::borrow::Borrow<str> for Problem {
     fn borrow(&self) -> &str {
-        &self.0
+        &self.message
     }
 }
 
@@ -126,9 +138,10 @@ impl ServerConfigFile {
 
         let mode = db.mode.unwrap_or(TenancyMode::Dedicated);
         if mode == TenancyMode::Dedicated && tenant.is_none() {
-            problems.push(
-                "tenant is missing: dedicated mode serves one tenant (set `tenant:` in the config file, --tenant or MCP_FLEET_TENANT)".into(),
-            );
+            problems.push(Problem::missing(
+                "tenant",
+                "tenant is missing: dedicated mode serves one tenant (set `tenant:` in the config file, --tenant or MCP_FLEET_TENANT)",
+            ));
         }
 
         let url = match db.url.clone() {
@@ -144,7 +157,10 @@ impl ServerConfigFile {
                 String::new()
             }
             None => {
-                problems.push("database url is missing: set `database.url` in the config file, --database-url or MCP_FLEET_DATABASE_URL".into());
+                problems.push(Problem::missing(
+                    "database.url",
+                    "database url is missing: set `database.url` in the config file, --database-url or MCP_FLEET_DATABASE_URL",
+                ));
                 String::new()
             }
         };
@@ -206,10 +222,10 @@ impl ServerConfigFile {
         }
         if auth_mode == AuthMode::Oidc {
             if self.auth.issuer.is_none() {
-                problems.push(
-                    "auth.issuer is missing: set the token issuer, or run with --auth none for local development"
-                        .into(),
-                );
+                problems.push(Problem::missing(
+                    "auth.issuer",
+                    "auth.issuer is missing: set the token issuer, or run with --auth none for local development",
+                ));
             } else if let Err(p) = self.auth.check_oidc(self.public_url.as_deref()) {
                 problems.extend(p);
             }

@@ -124,8 +124,8 @@ mod tests {
 
     #[test]
     fn only_public_key_algorithms() {
-        assert!(public_key_algorithm("HS256").unwrap_err().0.contains("shared-secret"));
-        assert!(public_key_algorithm("none").unwrap_err().0.contains("not a JWS algorithm"));
+        assert!(public_key_algorithm("HS256").unwrap_err().message.contains("shared-secret"));
+        assert!(public_key_algorithm("none").unwrap_err().message.contains("not a JWS algorithm"));
         assert_eq!(public_key_algorithm("ES256"), Ok("ES256"));
     }
 }

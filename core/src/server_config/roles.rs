@@ -98,7 +98,7 @@ impl AuthSection {
         if !problems.is_empty() {
             problems.sort();
             problems.dedup();
-            return Err(problems.into_iter().map(Problem).collect());
+            return Err(problems.into_iter().map(Problem::from).collect());
         }
         Ok(roles)
     }

@@ -55,7 +55,7 @@ pub enum TokenError {
 /// accepts.
 fn parse_algorithm(name: &str) -> Result<Algorithm, Problem> {
     let checked = public_key_algorithm(name)?;
-    checked.parse().map_err(|_| Problem(format!("auth.algorithms: {name:?} is not a JWS algorithm")))
+    checked.parse().map_err(|_| Problem::from(format!("auth.algorithms: {name:?} is not a JWS algorithm")))
 }
 
 impl Oidc {
@@ -213,7 +213,7 @@ mod tests {
             Oidc::from_config(&auth, None, Some("https://mcp.example.com/mcp"), JwksOptions::default())
                 .err()
                 .unwrap();
-        assert!(problems.iter().any(|p| p.0.contains("must be an https:// URL")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.message.contains("must be an https:// URL")), "{problems:?}");
     }
 
     /// A throwaway self-signed CA certificate (no key kept anywhere): only parsed here.
