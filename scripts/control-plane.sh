@@ -21,6 +21,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/lib/ports.sh"
 # shellcheck source=scripts/lib/apt.sh
 source "$here/scripts/lib/apt.sh"
+# shellcheck source=scripts/lib/supervise.sh
+source "$here/scripts/lib/supervise.sh"
 TIMEOUT="${CONTROL_PLANE_TIMEOUT:-120}" # seconds to become ready
 ADDRESS="${CONTROL_PLANE_ADDRESS:-127.0.0.1}" # where the API server listens and what it advertises
 NODE_MODE="${CONTROL_PLANE_NODE:-}"           # non-empty: kube-scheduler and the node's credentials
@@ -296,34 +298,11 @@ run() {
   log "ready in $((SECONDS - t0))s: API server $server"
   echo "$run_dir/kubeconfig"
 
-  # With stdin on /dev/null (a background job, a watchdog) EOF means nothing: wait for a signal.
-  local watch_stdin=1
-  if [ /dev/stdin -ef /dev/null ]; then watch_stdin=0; fi
-  while [ -z "$signalled" ]; do
-    if [ "$watch_stdin" = 1 ]; then
-      local status=0
-      read -r -t 1 _ || status=$?
-      if [ "$status" -ne 0 ] && [ "$status" -le 128 ]; then
-        log "stdin closed: stopping"
-        break
-      fi
-    else
-      sleep 1 &
-      wait $! || true
-    fi
-    check_components
-  done
-  [ -z "$signalled" ] || log "signal received: stopping"
+  supervise_until_stopped
   stop_all
 }
 
 default_dir() { echo "${1:-$here/.run/k8s}"; }
-
-running_pid() { # prints the pid of a live `run` for the directory (not a stale file's reused pid)
-  local pid
-  pid="$(cat "$1/run.pid" 2>/dev/null)" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'control-plane.sh run' && echo "$pid"
-}
 
 usage_hint() {
   local bin
@@ -340,45 +319,17 @@ up() {
   dir="$(default_dir "${1:-}")"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if pid="$(running_pid "$dir")" && [ -f "$dir/ready" ]; then
+  if pid="$(supervisor_pid "$dir" control-plane.sh)" && [ -f "$dir/ready" ]; then
     log "already running (pid $pid)"
-    usage_hint "$dir"
-    return
+  else
+    k8s_bin >/dev/null # build or check the binaries in the foreground, with progress
+    log "starting in $dir (log: $dir/control-plane.log)"
+    supervisor_up "$dir" "$0" "$dir/control-plane.log" $((TIMEOUT + 10))
   fi
-  k8s_bin >/dev/null # build or check the binaries in the foreground, with progress
-  log "starting in $dir (log: $dir/control-plane.log)"
-  local t0=$SECONDS launcher=()
-  command -v setsid >/dev/null && launcher=(setsid)
-  "${launcher[@]}" "$0" run "$dir" </dev/null >"$dir/control-plane.log" 2>&1 &
-  local child=$!
-  local deadline=$((SECONDS + TIMEOUT + 10))
-  until [ -f "$dir/ready" ]; do
-    if ! kill -0 "$child" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-      tail -n 30 "$dir/control-plane.log" >&2
-      kill -TERM "$child" 2>/dev/null || true
-      die "the control plane did not start"
-    fi
-    sleep 0.2
-  done
-  log "ready in $((SECONDS - t0))s"
   usage_hint "$dir"
 }
 
-down() {
-  local dir pid
-  dir="$(default_dir "${1:-}")"
-  if ! pid="$(running_pid "$dir")"; then
-    log "not running ($dir)"
-    return
-  fi
-  kill -TERM "$pid"
-  local deadline=$((SECONDS + 3 * STOP_TIMEOUT + 5))
-  while kill -0 "$pid" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || die "pid $pid did not stop"
-    sleep 0.2
-  done
-  log "stopped ($dir)"
-}
+down() { supervisor_down "$(default_dir "${1:-}")" control-plane.sh $((3 * STOP_TIMEOUT + 5)); }
 
 case "${1:-}" in
   run)

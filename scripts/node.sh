@@ -31,6 +31,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/lib/ports.sh
 source "$here/scripts/lib/ports.sh"
+# shellcheck source=scripts/lib/supervise.sh
+source "$here/scripts/lib/supervise.sh"
 
 POD_CIDR=10.244.0.0/24
 NODE_ADDRESS=10.244.0.1
@@ -548,23 +550,7 @@ ENV
   log "ready in $((SECONDS - t0))s: kubectl --kubeconfig $cp_dir/kubeconfig get nodes"
   echo "$run_dir/env"
 
-  local watch_stdin=1
-  if [ /dev/stdin -ef /dev/null ]; then watch_stdin=0; fi
-  while [ -z "$signalled" ]; do
-    if [ "$watch_stdin" = 1 ]; then
-      local status=0
-      read -r -t 1 _ || status=$?
-      if [ "$status" -ne 0 ] && [ "$status" -le 128 ]; then
-        log "stdin closed: stopping"
-        break
-      fi
-    else
-      sleep 1 &
-      wait $! || true
-    fi
-    check_components
-  done
-  [ -z "$signalled" ] || log "signal received: stopping"
+  supervise_until_stopped
   stop_all
 }
 
@@ -849,18 +835,12 @@ YAML
 
 default_dir() { echo "${1:-$here/.run/node}"; }
 
-running_pid() {
-  local pid
-  pid="$(cat "$1/run.pid" 2>/dev/null)" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'node.sh run' && echo "$pid"
-}
-
 up() {
   local dir pid
   dir="$(default_dir "${1:-}")"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if pid="$(running_pid "$dir")" && [ -f "$dir/ready" ]; then
+  if pid="$(supervisor_pid "$dir" node.sh)" && [ -f "$dir/ready" ]; then
     log "already running (pid $pid)"
   else
     # Build or check the binaries and images in the foreground, with progress.
@@ -868,19 +848,7 @@ up() {
     "$here/scripts/node-binaries.sh" >/dev/null
     "$here/scripts/images.sh" >/dev/null
     log "starting in $dir (log: $dir/node.log)"
-    local t0=$SECONDS
-    setsid "$0" run "$dir" </dev/null >"$dir/node.log" 2>&1 &
-    local child=$!
-    local deadline=$((SECONDS + TIMEOUT + 60))
-    until [ -f "$dir/ready" ]; do
-      if ! kill -0 "$child" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-        tail -n 30 "$dir/node.log" >&2
-        kill -TERM "$child" 2>/dev/null || true
-        die "the node did not start"
-      fi
-      sleep 0.3
-    done
-    log "ready in $((SECONDS - t0))s"
+    supervisor_up "$dir" "$0" "$dir/node.log" $((TIMEOUT + 60))
   fi
   cat <<EOF
 env: $dir/env
@@ -890,21 +858,7 @@ stop it with: make cluster-down
 EOF
 }
 
-down() {
-  local dir pid
-  dir="$(default_dir "${1:-}")"
-  if ! pid="$(running_pid "$dir")"; then
-    log "not running ($dir)"
-    return
-  fi
-  kill -TERM "$pid"
-  local deadline=$((SECONDS + 120))
-  while kill -0 "$pid" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || die "pid $pid did not stop"
-    sleep 0.2
-  done
-  log "stopped ($dir)"
-}
+down() { supervisor_down "$(default_dir "${1:-}")" node.sh 120; }
 
 case "${1:-}" in
   run)

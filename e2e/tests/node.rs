@@ -24,14 +24,7 @@ use support::fleet::{BUCKET, Fleet, OPERATOR, ingress_host, store_id};
 const READY_TIMEOUT: &str = "240s";
 
 async fn apply_tenant(ns: &TestNamespace, name: &str, spec: Value) -> McpTenant {
-    let t: McpTenant = serde_json::from_value(json!({
-        "apiVersion": "mcpfleet.io/v1alpha1",
-        "kind": "McpTenant",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("a valid McpTenant");
-    ns.api::<McpTenant>().create(&PostParams::default(), &t).await.expect("create the McpTenant")
+    support::tenant::create_tenant(&ns.api(), name, spec).await
 }
 
 /// `kubectl wait --for=condition=Ready mcpt/<name>`, as a user or a CI pipeline waits.

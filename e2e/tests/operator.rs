@@ -25,6 +25,9 @@ use mcp_fleet_testkit::process::free_port;
 use serde_json::json;
 use sqlx::Executor as _;
 
+#[path = "support/tenant.rs"]
+mod tenant;
+
 const ADMIN_SECRET: &str = "pg-admin";
 
 /// One test's world: a namespace with the CRD installed, a database with the sample stores, an
@@ -106,14 +109,7 @@ impl World {
     }
 
     async fn create(&self, name: &str, spec: serde_json::Value) -> McpTenant {
-        let t: McpTenant = serde_json::from_value(json!({
-            "apiVersion": "mcpfleet.io/v1alpha1",
-            "kind": "McpTenant",
-            "metadata": {"name": name},
-            "spec": spec,
-        }))
-        .expect("a valid McpTenant");
-        self.tenants().create(&PostParams::default(), &t).await.expect("create the McpTenant")
+        tenant::create_tenant(&self.tenants(), name, spec).await
     }
 
     async fn patch_spec(&self, name: &str, spec: serde_json::Value) {

@@ -1,3 +1,4 @@
 //! Helpers shared by the end-to-end tests on the node.
 
 pub mod fleet;
+pub mod tenant;
