@@ -70,10 +70,10 @@ impl Oidc {
         let checked = auth.check_oidc(public_url)?;
         // Reading the CA file is I/O, so it is checked here rather than in core's pure checks.
         if let Some(path) = &auth.ca_file {
-            jwks_opts.extra_roots = super::jwks::read_ca_file(path).map_err(|p| vec![Problem(p)])?;
+            jwks_opts.extra_roots = super::jwks::read_ca_file(path).map_err(|p| vec![Problem::from(p)])?;
         }
         if let Err(e) = super::jwks::http_client(&jwks_opts) {
-            return Err(vec![Problem(format!("auth.caFile: the certificates cannot be used: {e}"))]);
+            return Err(vec![Problem::from(format!("auth.caFile: the certificates cannot be used: {e}"))]);
         }
         let algorithms = checked
             .algorithms
@@ -240,7 +240,7 @@ mod tests {
             let problems =
                 Oidc::from_config(&with_ca(&path), None, public, JwksOptions::default()).err().unwrap();
             assert!(
-                problems.iter().any(|p| p.0.starts_with("auth.caFile") && p.0.contains(expected)),
+                problems.iter().any(|p| p.message.starts_with("auth.caFile") && p.message.contains(expected)),
                 "{problems:?}"
             );
         }
