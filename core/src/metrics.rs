@@ -38,6 +38,10 @@ pub mod server {
     pub const POOL_MAX: Metric = Metric::new("db_pool_max_connections", "Configured largest pool size");
     pub const AUDIT_RECORDS: Metric =
         Metric::new("audit_records_total", "Audit records by fate (written, lost at shutdown)");
+    pub const EMBEDDINGS_CIRCUIT: Metric = Metric::new(
+        "embeddings_circuit_state",
+        "The remote embeddings provider's circuit breaker: 1 for its current state (closed, open, half_open), 0 for the others",
+    );
 
     pub const ALL: &[Metric] = &[
         HTTP_REQUESTS,
@@ -50,6 +54,7 @@ pub mod server {
         POOL_CONNECTIONS,
         POOL_MAX,
         AUDIT_RECORDS,
+        EMBEDDINGS_CIRCUIT,
     ];
 }
 

@@ -107,7 +107,16 @@ pub struct ToolsSection {
     /// Most rows a query tool returns; the result says when it truncated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_cap: Option<u32>,
+    /// Most bytes of rows one tool result holds (default 1 MiB, which suits a model's context):
+    /// long values are cut in PostgreSQL and rows stop at the budget; the result says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_result_bytes: Option<u64>,
 }
+
+/// Default of `tools.maxResultBytes`.
+pub const DEFAULT_MAX_RESULT_BYTES: u64 = 1 << 20;
+/// Bounds of `tools.maxResultBytes`.
+pub const MAX_RESULT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 4096..=64 << 20;
 
 /// How product descriptions and queries become vectors.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

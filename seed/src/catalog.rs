@@ -42,6 +42,8 @@ pub struct StoreSpec {
     pub weight: u32,
     /// For plausible (fictional, 555-01xx) phone numbers.
     pub area_code: u16,
+    /// The store manager's UUID (`retail.stores.rls_user_id`), as in the reference sample.
+    pub rls_user_id: uuid::Uuid,
 }
 
 /// Everything the generator draws from.

@@ -62,10 +62,17 @@ impl Generator {
     pub fn stores(&mut self) -> String {
         let mut out = String::new();
         for (i, store) in catalog().stores.iter().enumerate() {
-            let id = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
+            // The UUIDs are the reference sample's; the draw that once made them is kept, so that
+            // every value generated after it stays what it was for a given seed.
+            let _: [u8; 16] = self.rng.random();
             push_row(
                 &mut out,
-                &[&(i + 1).to_string(), &store.name, &id.to_string(), if store.online { "t" } else { "f" }],
+                &[
+                    &(i + 1).to_string(),
+                    &store.name,
+                    &store.rls_user_id.to_string(),
+                    if store.online { "t" } else { "f" },
+                ],
             );
         }
         out
@@ -365,6 +372,26 @@ mod tests {
         };
         assert!(month_total(2024, 12) > month_total(2024, 1), "holiday peak");
         assert!(month_total(2025, 5) > month_total(2020, 5), "growth year over year");
+    }
+
+    #[test]
+    fn stores_carry_the_reference_samples_manager_uuids_whatever_the_seed() {
+        let seattle_and_online = |seed: u64| {
+            let rows = Generator::new(seed).stores();
+            let lines: Vec<&str> = rows.lines().collect();
+            (lines[0].to_owned(), lines[7].to_owned())
+        };
+        assert_eq!(
+            seattle_and_online(42),
+            (
+                "1\tZava Retail Seattle\tf47ac10b-58cc-4372-a567-0e02b2c3d479\tf".to_owned(),
+                "8\tZava Retail Online\t2f4e6d8c-1a3b-5c7e-9f0a-b2d4f6e8c0a2\tt".to_owned()
+            )
+        );
+        assert_eq!(seattle_and_online(7), seattle_and_online(42));
+        let ids: std::collections::BTreeSet<_> = catalog().stores.iter().map(|s| s.rls_user_id).collect();
+        assert_eq!(ids.len(), 8, "one UUID per store");
+        assert!(!ids.contains(&uuid::Uuid::nil()), "the all-stores UUID names no store");
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Most rows a query tool returns [default: 500].
     #[arg(long, env = "MCP_FLEET_ROW_CAP")]
     pub row_cap: Option<u32>,
+    /// Most bytes of rows one tool result holds; longer values are cut in PostgreSQL and rows
+    /// stop at the budget, saying so [default: 1048576].
+    #[arg(long, env = "MCP_FLEET_MAX_RESULT_BYTES")]
+    pub max_result_bytes: Option<u64>,
     /// Per-query timeout, e.g. 5s [default: 5s].
     #[arg(long, env = "MCP_FLEET_STATEMENT_TIMEOUT")]
     pub statement_timeout: Option<String>,
@@ -197,6 +201,7 @@ impl ServeArgs {
         set(&mut db.statement_timeout, &self.statement_timeout);
         set(&mut db.max_connections, &self.db_max_connections);
         set(&mut file.tools.row_cap, &self.row_cap);
+        set(&mut file.tools.max_result_bytes, &self.max_result_bytes);
         set(&mut file.embeddings.provider, &self.embeddings);
         set(&mut file.embeddings.model_dir, &self.model_dir);
         set(&mut file.auth.mode, &self.auth);
@@ -248,6 +253,7 @@ mod tests {
             listen: Some("nowhere".into()),
             statement_timeout: Some("forever".into()),
             row_cap: Some(0),
+            max_result_bytes: Some(10),
             database_password_file: Some("/no/such/file".into()),
             ..Default::default()
         };
@@ -256,6 +262,7 @@ mod tests {
             "listen address \"nowhere\"",
             "\"forever\" is not a duration",
             "rowCap must be between",
+            "tools.maxResultBytes must be between 4096 and 67108864, got 10",
             "/no/such/file",
         ] {
             assert!(msg.contains(needle), "{needle:?} missing in {msg}");

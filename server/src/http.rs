@@ -182,7 +182,8 @@ impl Drop for InFlight {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    let body = s.app.metrics.render(s.app.db.pool());
+    let circuit = s.app.embedder.as_ref().and_then(|e| e.circuit());
+    let body = s.app.metrics.render(s.app.db.pool(), circuit);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -229,9 +230,11 @@ async fn readiness(s: &Shared) -> Result<serde_json::Value, String> {
             tenant.as_deref().unwrap_or("<none>")
         ));
     }
-    Ok(
-        json!({ "database": "ok", "schema_version": version, "tenant": tenant, "embeddings": s.app.embedder.as_ref().map(|e| e.model().to_owned()) }),
-    )
+    let mut facts = json!({ "database": "ok", "schema_version": version, "tenant": tenant, "embeddings": s.app.embedder.as_ref().map(|e| e.model().to_owned()) });
+    if let Some(circuit) = s.app.embedder.as_ref().and_then(|e| e.circuit()) {
+        facts["embeddings_circuit"] = json!(circuit.as_str());
+    }
+    Ok(facts)
 }
 
 async fn ready(State(s): State<Shared>) -> Response {
@@ -241,9 +244,14 @@ async fn ready(State(s): State<Shared>) -> Response {
     }
 }
 
+/// Readiness facts with an overall status: `degraded` while the embeddings circuit is open (the
+/// search tools that need it fail fast; everything else works, so the pod stays ready).
 async fn health(State(s): State<Shared>) -> Response {
     match readiness(&s).await {
-        Ok(facts) => (StatusCode::OK, Json(json!({ "status": "ok", "checks": facts }))).into_response(),
+        Ok(facts) => {
+            let status = if facts["embeddings_circuit"] == "open" { "degraded" } else { "ok" };
+            (StatusCode::OK, Json(json!({ "status": status, "checks": facts }))).into_response()
+        }
         Err(why) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": why })))
                 .into_response()

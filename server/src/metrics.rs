@@ -1,9 +1,11 @@
 //! Prometheus metrics of one server: requests, tool calls by tool and outcome, query latency,
-//! pool use, rejected queries and errors. Names and help texts come from
+//! pool use, rejected queries, errors and the embeddings circuit breaker. Names and help texts come from
 //! `mcp_fleet_core::metrics::server`, the list the chart's alerts and dashboard are checked
 //! against. Each server owns its registry, so tests stay isolated.
 
 use mcp_fleet_core::metrics::{Metric, server as names};
+
+use crate::embed::CircuitState;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -23,6 +25,7 @@ pub struct Metrics {
     pub pool_connections: IntGaugeVec,
     pub pool_max: IntGauge,
     pub audit_records: IntCounterVec,
+    pub embeddings_circuit: IntGaugeVec,
 }
 
 impl Metrics {
@@ -45,6 +48,8 @@ impl Metrics {
             IntGaugeVec::new(opts(names::POOL_CONNECTIONS), &["state"]).expect("valid metric");
         let pool_max = IntGauge::with_opts(opts(names::POOL_MAX)).expect("valid metric");
         let audit_records = IntCounterVec::new(opts(names::AUDIT_RECORDS), &["state"]).expect("valid metric");
+        let embeddings_circuit =
+            IntGaugeVec::new(opts(names::EMBEDDINGS_CIRCUIT), &["state"]).expect("valid metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(tool_calls.clone()),
@@ -56,6 +61,7 @@ impl Metrics {
             Box::new(pool_connections.clone()),
             Box::new(pool_max.clone()),
             Box::new(audit_records.clone()),
+            Box::new(embeddings_circuit.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -71,11 +77,18 @@ impl Metrics {
             pool_connections,
             pool_max,
             audit_records,
+            embeddings_circuit,
         }
     }
 
-    /// Records the pool's state, then renders every metric in the text exposition format.
-    pub fn render(&self, pool: &sqlx::PgPool) -> String {
+    /// Records the pool's state and the embeddings circuit breaker's (a remote provider has
+    /// one), then renders every metric in the text exposition format.
+    pub fn render(&self, pool: &sqlx::PgPool, circuit: Option<CircuitState>) -> String {
+        if let Some(now) = circuit {
+            for state in CircuitState::ALL {
+                self.embeddings_circuit.with_label_values(&[state.as_str()]).set(i64::from(state == now));
+            }
+        }
         let size = i64::from(pool.size());
         let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
         self.pool_connections.with_label_values(&["idle"]).set(idle);
@@ -119,6 +132,7 @@ mod tests {
         m.errors.with_label_values(&["k"]).inc();
         m.pool_connections.with_label_values(&["idle"]).set(0);
         m.audit_records.with_label_values(&["written"]).inc();
+        m.embeddings_circuit.with_label_values(&["closed"]).set(1);
         let mut registered: Vec<String> = m.registry.gather().iter().map(|f| f.name().to_owned()).collect();
         registered.sort();
         assert_eq!(registered, mcp_fleet_core::metrics::full_names(names::PREFIX, names::ALL));

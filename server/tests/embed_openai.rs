@@ -18,6 +18,8 @@ use mcp_fleet_server::embed::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod support;
+
 const KEY: &str = "sk-test-0123456789abcdef";
 
 /// What the emulator answers to one request.
@@ -404,4 +406,59 @@ async fn large_calls_are_split_into_requests_of_at_most_256_texts() {
     let sizes: Vec<usize> =
         emu.take_seen().iter().map(|s| s.body["input"].as_array().map_or(0, Vec::len)).collect();
     assert_eq!(sizes, [256, 44]);
+}
+
+#[tokio::test]
+async fn an_open_breaker_shows_in_health_and_metrics_and_search_fails_fast() {
+    let emu = Emulator::start(vec![], Reply::Status(500)).await;
+    let db = support::embedded_db().await;
+    let t = support::tenant(&db, &[1]).await;
+    let mut file = mcp_fleet_core::server_config::ServerConfigFile::default();
+    file.embeddings = EmbeddingsSection {
+        provider: Some(EmbeddingProvider::Openai),
+        model_dir: None,
+        openai: Some(OpenAiSection {
+            endpoint: emu.endpoint(),
+            // HOME is set in every test environment; its value stands in for a key.
+            api_key_env: Some("HOME".into()),
+            dimensions: Some(384),
+            max_retries: Some(0),
+            ..Default::default()
+        }),
+    };
+    let srv = support::server(&db, &t, support::Opts { file: Some(file), ..Default::default() }).await;
+    let http = reqwest::Client::new();
+    let health = || async {
+        let v: serde_json::Value =
+            http.get(format!("{}/health", srv.base)).send().await.unwrap().json().await.unwrap();
+        v
+    };
+    let circuit = || async {
+        let text = http.get(format!("{}/metrics", srv.base)).send().await.unwrap().text().await.unwrap();
+        ["closed", "open", "half_open"]
+            .into_iter()
+            .filter(|s| text.contains(&format!("mcpfleet_embeddings_circuit_state{{state=\"{s}\"}} 1")))
+            .collect::<Vec<_>>()
+    };
+    let v = health().await;
+    assert_eq!((v["status"].as_str(), v["checks"]["embeddings_circuit"].as_str()), (Some("ok"), Some("closed")));
+    assert_eq!(circuit().await, ["closed"]);
+
+    // The default breaker opens after five failures in a row.
+    let c = support::client(&srv.url, &[]).await;
+    for _ in 0..5 {
+        let (err, text) =
+            support::call(&c, "semantic_search_products", serde_json::json!({ "query_description": "drill" }))
+                .await;
+        assert!(err && text.contains("HTTP 500"), "{text}");
+    }
+    let v = health().await;
+    assert_eq!((v["status"].as_str(), v["checks"]["embeddings_circuit"].as_str()), (Some("degraded"), Some("open")));
+    assert_eq!(circuit().await, ["open"]);
+    let (err, text) =
+        support::call(&c, "semantic_search_products", serde_json::json!({ "query_description": "drill" })).await;
+    assert!(err && text.contains("unavailable after repeated failures"), "{text}");
+    assert_eq!(emu.requests(), 5, "no request while the circuit is open");
+    // The pod stays ready: everything but the search tools still works.
+    assert_eq!(http.get(format!("{}/health/ready", srv.base)).send().await.unwrap().status(), 200);
 }

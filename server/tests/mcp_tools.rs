@@ -19,11 +19,14 @@ async fn lists_exactly_the_tools_and_their_schemas_match_the_golden_file() {
     expected.sort();
     assert_eq!(names, expected);
 
-    // The public contract: names, descriptions and input schemas, in a golden file.
+    // The public contract: names, titles, descriptions, hints and schemas, in a golden file.
     let snapshot: Vec<Value> = {
         let mut v: Vec<Value> = tools
             .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema}))
+            .map(|t| {
+                json!({"name": t.name, "title": t.title, "description": t.description, "inputSchema": t.input_schema,
+                       "outputSchema": t.output_schema, "annotations": t.annotations})
+            })
             .collect();
         v.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         v
@@ -40,6 +43,27 @@ async fn lists_exactly_the_tools_and_their_schemas_match_the_golden_file() {
         rendered, golden,
         "the tool contract changed; if intended, regenerate with UPDATE_GOLDEN=1 cargo test"
     );
+
+    // Every tool says it only reads, changes nothing and stays inside the tenant's database.
+    for t in &tools {
+        let hints = serde_json::to_value(t.annotations.as_ref().expect("annotations")).unwrap();
+        assert_eq!(hints["readOnlyHint"], json!(true), "{}", t.name);
+        assert_eq!(hints["destructiveHint"], json!(false), "{}", t.name);
+        assert_eq!(hints["idempotentHint"], json!(true), "{}", t.name);
+        assert_eq!(hints["openWorldHint"], json!(false), "{}", t.name);
+        assert!(hints["title"].is_string() && t.title.is_some(), "{}", t.name);
+    }
+    // Row results are structured too, with the same JSON as the text the sample's clients read.
+    let result = support::call_raw(
+        &c,
+        "execute_sales_query",
+        json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.stores" }),
+    )
+    .await
+    .unwrap();
+    let (_, text) = support::text_of(&result);
+    assert_eq!(result.structured_content, Some(parse(&text)));
+    assert_eq!(parse(&text)["r"], json!([[1]]));
 
     // Every argument is bounded in the schema itself.
     let semantic = tools.iter().find(|t| t.name == "semantic_search_products").unwrap();

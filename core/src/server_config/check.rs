@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{AuthMode, AuthSection, EmbeddingProvider, EmbeddingsSection, ServerConfigFile, TenancyMode};
+use super::{
+    AuthMode, AuthSection, DEFAULT_MAX_RESULT_BYTES, EmbeddingProvider, EmbeddingsSection,
+    MAX_RESULT_BYTES_RANGE, ServerConfigFile, TenancyMode,
+};
 use crate::TenantName;
 use crate::tools::{self, ToolName};
 
@@ -69,6 +72,8 @@ pub struct CheckedConfig {
     pub allowed_hosts: Vec<String>,
     pub database: CheckedDatabase,
     pub row_cap: u32,
+    /// Most bytes of rows one tool result holds.
+    pub max_result_bytes: u64,
     /// Tool names to offer (all known); empty means all.
     pub enabled_tools: Vec<String>,
     pub embeddings: EmbeddingsSection,
@@ -197,6 +202,17 @@ impl ServerConfigFile {
         if !(1..=100_000).contains(&row_cap) {
             problems.push(format!("tools.rowCap must be between 1 and 100000, got {row_cap}").into());
         }
+        let max_result_bytes = self.tools.max_result_bytes.unwrap_or(DEFAULT_MAX_RESULT_BYTES);
+        if !MAX_RESULT_BYTES_RANGE.contains(&max_result_bytes) {
+            problems.push(
+                format!(
+                    "tools.maxResultBytes must be between {} and {}, got {max_result_bytes}",
+                    MAX_RESULT_BYTES_RANGE.start(),
+                    MAX_RESULT_BYTES_RANGE.end()
+                )
+                .into(),
+            );
+        }
         for tool in &self.tools.enabled {
             if ToolName::parse(tool).is_none() {
                 problems.push(
@@ -288,6 +304,7 @@ impl ServerConfigFile {
                 application_name: db.application_name.clone().unwrap_or_else(|| "mcp-fleet-server".into()),
             },
             row_cap,
+            max_result_bytes,
             enabled_tools: self.tools.enabled.clone(),
             embeddings,
             auth: self.auth.clone(),
@@ -331,6 +348,7 @@ mod tests {
         assert_eq!(file.validate(), Vec::<Problem>::new());
         let checked = file.check().unwrap();
         assert_eq!(checked.row_cap, 500);
+        assert_eq!(checked.max_result_bytes, 1 << 20);
         assert_eq!(checked.database.statement_timeout, Duration::from_secs(5));
         assert_eq!(checked.auth_mode, AuthMode::Oidc);
     }

@@ -326,6 +326,12 @@ pub struct ToolsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub row_cap: Option<u32>,
+    /// Most bytes of rows one tool result holds (default 1 MiB): longer values are cut in
+    /// PostgreSQL and rows stop at the budget, and the result says so. Bounds the memory one
+    /// call can take, well below the pod's memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 4096, max = 67108864))]
+    pub max_result_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embeddings: Option<EmbeddingsSpec>,
 }

@@ -48,7 +48,11 @@ pub fn server_config(plan: &Plan) -> ServerConfigFile {
             application_name: Some(format!("mcp-fleet-server/{}", plan.tenant)),
             ..DatabaseSection::default()
         },
-        tools: ToolsSection { enabled: spec.tools.enabled.clone(), row_cap: spec.tools.row_cap },
+        tools: ToolsSection {
+            enabled: spec.tools.enabled.clone(),
+            row_cap: spec.tools.row_cap,
+            max_result_bytes: spec.tools.max_result_bytes,
+        },
         embeddings: spec
             .tools
             .embeddings

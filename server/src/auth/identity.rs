@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 /// The sample's development header that narrows the view to one store (auth `none` only).
 pub const RLS_USER_HEADER: &str = "x-rls-user-id";
+/// The reference sample's head-office `x-rls-user-id`: all of the tenant's stores, never more.
+pub const ALL_STORES: Uuid = Uuid::nil();
 /// Development header naming the tenant in shared mode with auth `none`.
 pub const TENANT_HEADER: &str = "x-mcp-tenant";
 
@@ -72,13 +74,16 @@ pub enum HeaderError {
 }
 
 /// The store scope of a development request: the `x-rls-user-id` header narrows to one store;
-/// without it the caller sees the tenant's own stores (never any other tenant's).
+/// without it, or with the head-office UUID ([`ALL_STORES`]), the caller sees the tenant's own
+/// stores (never any other tenant's).
 pub fn scope_from_header(value: Option<&str>) -> Result<StoreScope, HeaderError> {
     match value.map(str::trim) {
         None | Some("") => Ok(StoreScope::Tenant),
-        Some(v) => Uuid::parse_str(v)
-            .map(StoreScope::RlsUser)
-            .map_err(|_| HeaderError::BadRlsUserId(v.chars().take(64).collect())),
+        Some(v) => match Uuid::parse_str(v) {
+            Ok(ALL_STORES) => Ok(StoreScope::Tenant),
+            Ok(id) => Ok(StoreScope::RlsUser(id)),
+            Err(_) => Err(HeaderError::BadRlsUserId(v.chars().take(64).collect())),
+        },
     }
 }
 
@@ -92,8 +97,8 @@ mod tests {
         let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
         assert_eq!(scope_from_header(Some(id)), Ok(StoreScope::RlsUser(Uuid::parse_str(id).unwrap())));
         assert!(matches!(scope_from_header(Some("all")), Err(HeaderError::BadRlsUserId(_))));
-        // The placeholder the reference sample falls back to is just a UUID that names no store.
-        assert!(scope_from_header(Some("00000000-0000-0000-0000-000000000000")).is_ok());
+        // The sample's head-office UUID is the tenant's whole set, exactly as no header.
+        assert_eq!(scope_from_header(Some("00000000-0000-0000-0000-000000000000")), Ok(StoreScope::Tenant));
     }
 
     #[test]

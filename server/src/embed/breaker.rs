@@ -23,6 +23,30 @@ impl Default for BreakerOptions {
     }
 }
 
+/// What a breaker lets through right now, as `/health` and the metrics show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Requests go through.
+    Closed,
+    /// Requests fail fast until the cool-down ends.
+    Open,
+    /// The cool-down has ended: the next request is a probe that closes or re-opens it.
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub const ALL: [CircuitState; 3] = [CircuitState::Closed, CircuitState::Open, CircuitState::HalfOpen];
+
+    /// The label in `/health` and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+        }
+    }
+}
+
 #[derive(Debug)]
 enum State {
     Closed { failures: u32 },
@@ -81,6 +105,15 @@ impl CircuitBreaker {
             State::Closed { .. } => false,
             State::Open { until } => self.clock.now() < until,
             State::HalfOpen { probing } => probing,
+        }
+    }
+
+    /// Where the breaker stands now.
+    pub(crate) fn circuit(&self) -> CircuitState {
+        match *self.state() {
+            State::Closed { .. } => CircuitState::Closed,
+            State::Open { until } if self.clock.now() < until => CircuitState::Open,
+            State::Open { .. } | State::HalfOpen { .. } => CircuitState::HalfOpen,
         }
     }
 }
@@ -145,8 +178,10 @@ mod tests {
         b.permit().unwrap().failed();
         b.permit().unwrap().failed();
         assert!(!b.is_open());
+        assert_eq!(b.circuit(), CircuitState::Closed);
         b.permit().unwrap().failed();
         assert!(b.is_open());
+        assert_eq!(b.circuit(), CircuitState::Open);
         assert!(matches!(b.permit(), Err(EmbedError::CircuitOpen { .. })));
     }
 
@@ -156,6 +191,7 @@ mod tests {
         b.permit().unwrap().failed();
         assert!(b.permit().is_err());
         clock.advance(Duration::from_millis(30));
+        assert_eq!(b.circuit(), CircuitState::HalfOpen, "the cool-down is over");
         let probe = b.permit().expect("probe after cool-down");
         assert!(b.permit().is_err(), "only one probe at a time");
         probe.failed();

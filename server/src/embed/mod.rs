@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use mcp_fleet_core::server_config::{EmbeddingProvider, EmbeddingsSection};
 
 pub use backfill::{BackfillError, BackfillReport, backfill, product_text};
-pub use breaker::BreakerOptions;
+pub use breaker::{BreakerOptions, CircuitState};
 pub use openai::{OpenAiEmbedder, OpenAiOptions};
 
 /// Length of every vector, and of the `vector(384)` column in `retail.product_description_embeddings`.
@@ -100,6 +100,11 @@ pub trait Embedder: Send + Sync + 'static {
     fn model(&self) -> &str;
     /// Embeds `texts`; an empty slice gives an empty result without any work.
     fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>>;
+    /// The state of the circuit breaker in front of a remote provider; `None` for one that
+    /// runs in-process.
+    fn circuit(&self) -> Option<CircuitState> {
+        None
+    }
 }
 
 /// Embeds one text (a search query, typically).

@@ -382,6 +382,10 @@ impl Embedder for OpenAiEmbedder {
         &self.options.model
     }
 
+    fn circuit(&self) -> Option<super::CircuitState> {
+        Some(self.breaker.circuit())
+    }
+
     fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(texts.len());

@@ -55,12 +55,13 @@ impl ToolOutput {
         }
     }
 
+    /// Text as text; rows as `structuredContent`, with the same JSON as text beside it (which
+    /// is what the reference sample's clients read).
     pub fn into_result(self) -> CallToolResult {
-        let text = match self {
-            ToolOutput::Text(text) => text,
-            ToolOutput::Rows(c) => c.to_json().to_string(),
-        };
-        CallToolResult::success(vec![ContentBlock::text(text)])
+        match self {
+            ToolOutput::Text(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            ToolOutput::Rows(c) => CallToolResult::structured(c.to_json()),
+        }
     }
 }
 
@@ -100,12 +101,11 @@ impl ToolFailure {
     }
 
     pub fn into_result(self) -> CallToolResult {
-        let text = if self.plain {
-            self.message
+        if self.plain {
+            CallToolResult::error(vec![ContentBlock::text(self.message)])
         } else {
-            error_json(&self.message, self.query.as_deref()).to_string()
-        };
-        CallToolResult::error(vec![ContentBlock::text(text)])
+            CallToolResult::structured_error(error_json(&self.message, self.query.as_deref()))
+        }
     }
 }
 
@@ -171,6 +171,7 @@ mod tests {
         assert_eq!(r.is_error, Some(true));
         let body: serde_json::Value = serde_json::from_str(&text(&r)).unwrap();
         assert_eq!(body, json!({"err": "bad SQL", "q": "SELEC 1", "c": [], "r": [], "n": 0}));
+        assert_eq!(r.structured_content, Some(body), "the same JSON, structured");
 
         let bad = serde_json::from_value::<u32>(json!("x")).unwrap_err();
         let r = ToolFailure::arguments(&bad).into_result();

@@ -1,23 +1,32 @@
 //! `execute_sales_query`: model-written SQL through three independent layers — the parser-based
 //! validator, a READ ONLY transaction with a statement timeout under the tenant's role, and
 //! PostgreSQL's row-level security. Does database I/O.
+//!
+//! The query runs in two steps. It is first described, as a named prepared statement, which tells
+//! the type of each column (sqlx looks up types it does not know, such as `tsvector` or pgvector's
+//! `vector`, with queries of its own: had the statement been the unnamed one, those lookups would
+//! have replaced it, the cause of "unnamed prepared statement does not exist"). Then a projection
+//! of it runs (see `db::projection`), whose columns are all of types the server reads without
+//! asking, each value cut in PostgreSQL, the rows capped by a `LIMIT` and read one by one within
+//! the byte budget.
 
 use std::time::Instant;
 
 use mcp_fleet_sql_guard::{self as sql_guard, SqlPolicy};
+use sqlx::{Column, Executor, SqlSafeStr, Statement};
 
 use super::outcome::ToolFailure;
-use super::result::{Compact, compact};
+use super::result::{Collector, Compact, Limits};
 use super::state::AppState;
 use crate::auth::identity::Caller;
-use crate::db::DbError;
+use crate::db::{DbError, projection};
 
-/// Validates and runs `sql`, returning at most `cap` rows (and saying when there were more).
+/// Validates and runs `sql`, returning what fits in `limits` (and saying when there was more).
 pub async fn execute(
     state: &AppState,
     caller: &Caller,
     sql: &str,
-    cap: usize,
+    limits: Limits,
 ) -> Result<Compact, ToolFailure> {
     let validated = sql_guard::validate(sql, policy())?;
     let text = if !caller.grants.pii && validated.tables.contains("retail.customers") {
@@ -25,24 +34,24 @@ pub async fn execute(
     } else {
         validated.sql
     };
-    // The cap is applied by PostgreSQL, so a huge result is never produced, sent or buffered.
-    // The newline keeps a trailing `--` comment from swallowing the closing parenthesis.
     let body = text.trim().trim_end_matches(';').trim_end();
-    let capped = format!("SELECT * FROM (\n{body}\n) AS mcp_fleet_result LIMIT {}", cap + 1);
+    let db_error = |e| DbError::from_query(e, state.db.statement_timeout());
     let mut tx = state.db.read_only(caller).await?;
     let started = Instant::now();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(capped))
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| DbError::from_query(e, state.db.statement_timeout()))?;
+    let described =
+        (&mut *tx).prepare(sqlx::AssertSqlSafe(body.to_owned()).into_sql_str()).await.map_err(db_error)?;
+    let columns = projection::columns(described.columns().iter().map(|c| (c.name(), c.type_info())));
+    let query = projection::select(body, &columns, limits.value_chars(columns.len()), limits.rows);
+    let collector = Collector::new(columns.into_iter().map(|c| (c.name, c.form)).collect(), limits);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(query)).persistent(false).fetch(&mut *tx);
+    let result = collector.read(rows).await.map_err(db_error)?;
     state
         .metrics
         .query_duration
         .with_label_values(&["execute_sales_query"])
         .observe(started.elapsed().as_secs_f64());
     drop(tx);
-    compact(&rows, cap).map_err(|e| ToolFailure::rejected("unsupported_type", e.to_string()))
+    result.map_err(|e| ToolFailure::error("unsupported_type", e.to_string()))
 }
 
 /// Points every reference to `retail.customers` at `retail.customers_masked` (same columns,

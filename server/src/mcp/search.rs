@@ -5,14 +5,13 @@
 use std::time::Instant;
 
 use pgvector::Vector;
-use sqlx::postgres::PgRow;
 
 use super::args::{
     FullTextSearchArgs, HybridSearchArgs, MAX_DESCRIPTION_CHARS, MAX_QUERY_CHARS, MAX_ROWS,
     MAX_SEMANTIC_WEIGHT, MAX_SIMILARITY, MIN_ROWS, MIN_SEMANTIC_WEIGHT, MIN_SIMILARITY, SemanticSearchArgs,
 };
 use super::outcome::ToolFailure;
-use super::result::{Compact, compact};
+use super::result::{Collector, Compact, Limits};
 use super::state::AppState;
 use crate::auth::identity::Caller;
 use crate::db::DbError;
@@ -72,17 +71,17 @@ async fn run(
     caller: &Caller,
     tool: &str,
     q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-) -> Result<Vec<PgRow>, ToolFailure> {
+) -> Result<Compact, ToolFailure> {
     let mut tx = state.db.read_only(caller).await?;
     let started = Instant::now();
-    let rows =
-        q.fetch_all(&mut *tx).await.map_err(|e| DbError::from_query(e, state.db.statement_timeout()))?;
+    // The query's own LIMIT bounds the rows; the byte budget bounds long descriptions.
+    let limits = Limits { rows: MAX_ROWS as usize, bytes: state.max_result_bytes };
+    let result = Collector::native(limits)
+        .read(q.fetch(&mut *tx))
+        .await
+        .map_err(|e| DbError::from_query(e, state.db.statement_timeout()))?;
     state.metrics.query_duration.with_label_values(&[tool]).observe(started.elapsed().as_secs_f64());
-    Ok(rows)
-}
-
-fn to_compact(rows: &[PgRow], cap: usize) -> Result<Compact, ToolFailure> {
-    compact(rows, cap).map_err(|e| ToolFailure::error("unsupported_type", e.to_string()))
+    result.map_err(|e| ToolFailure::error("unsupported_type", e.to_string()))
 }
 
 pub async fn semantic(
@@ -110,8 +109,7 @@ pub async fn semantic(
     .bind(vector)
     .bind(limit)
     .bind(max_distance);
-    let rows = run(state, caller, "semantic_search_products", q).await?;
-    let mut c = to_compact(&rows, rows.len())?;
+    let mut c = run(state, caller, "semantic_search_products", q).await?;
     if c.rows.is_empty() {
         c.msg = Some(format!("No products >= {}%", args.similarity_threshold));
     }
@@ -139,8 +137,7 @@ pub async fn full_text(
     )
     .bind(&text)
     .bind(limit);
-    let rows = run(state, caller, "full_text_search_products", q).await?;
-    let mut c = to_compact(&rows, rows.len())?;
+    let mut c = run(state, caller, "full_text_search_products", q).await?;
     if c.rows.is_empty() {
         c.msg = Some(format!(
             "No products match {text:?}; try fewer or different words, or semantic_search_products"
@@ -194,6 +191,5 @@ pub async fn hybrid(
     .bind(limit)
     .bind(args.semantic_weight)
     .bind(HYBRID_CANDIDATES);
-    let rows = run(state, caller, "hybrid_search_products", q).await?;
-    to_compact(&rows, rows.len())
+    run(state, caller, "hybrid_search_products", q).await
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mcp_fleet_core::tools::ToolName;
 
 use super::audit::AuditLog;
+use super::result::Limits;
 use super::schema::SchemaCache;
 use crate::auth::identity::Caller;
 use crate::db::TenantDb;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub embedder: Option<Arc<dyn Embedder>>,
     pub metrics: Arc<Metrics>,
     pub row_cap: u32,
+    /// Most bytes of rows one result holds.
+    pub max_result_bytes: usize,
     /// Tools offered at all (configuration, and an embedder for those that need one); the
     /// caller's grants narrow this further.
     pub enabled_tools: Vec<ToolName>,
@@ -33,6 +36,7 @@ impl AppState {
         embedder: Option<Arc<dyn Embedder>>,
         metrics: Arc<Metrics>,
         row_cap: u32,
+        max_result_bytes: usize,
         enabled: &[String],
         audit: AuditLog,
     ) -> Self {
@@ -46,6 +50,7 @@ impl AppState {
             embedder,
             metrics,
             row_cap,
+            max_result_bytes,
             enabled_tools,
             schema_cache: SchemaCache::new(),
             stdio_caller: None,
@@ -57,9 +62,10 @@ impl AppState {
         self.enabled_tools.contains(&tool)
     }
 
-    /// The row cap for `caller`: the server's, or the caller's roles' when smaller.
-    pub fn row_cap_for(&self, caller: &Caller) -> usize {
+    /// What one result may hold for `caller`: the row cap (the server's, or the caller's roles'
+    /// when smaller) and the byte budget.
+    pub fn limits_for(&self, caller: &Caller) -> Limits {
         let cap = caller.grants.row_cap.map_or(self.row_cap, |r| r.min(self.row_cap));
-        cap as usize
+        Limits { rows: cap as usize, bytes: self.max_result_bytes }
     }
 }

@@ -6,8 +6,8 @@
 use std::sync::{Arc, OnceLock};
 
 use mcp_fleet_core::tools::ToolName;
-use rmcp::handler::server::common::{schema_for_empty_input, schema_for_input};
-use rmcp::model::{JsonObject, Tool};
+use rmcp::handler::server::common::{schema_for_empty_input, schema_for_input, schema_for_output};
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
@@ -15,12 +15,47 @@ use super::args::{
     FullTextSearchArgs, HybridSearchArgs, SalesQueryArgs, SemanticSearchArgs, TableSchemasArgs,
 };
 use super::outcome::{ToolFailure, ToolOutput};
+use super::result::RowsSchema;
 use super::state::AppState;
 use super::{sales, schema, search};
 use crate::auth::identity::Caller;
 
-/// What `tools/list` says of `tool`.
+/// A short title for people (clients show it instead of the name).
+fn title(tool: ToolName) -> &'static str {
+    match tool {
+        ToolName::GetMultipleTableSchemas => "Table schemas",
+        ToolName::ExecuteSalesQuery => "Run a read-only sales query",
+        ToolName::SemanticSearchProducts => "Search products by meaning",
+        ToolName::FullTextSearchProducts => "Search products by words",
+        ToolName::HybridSearchProducts => "Search products by meaning and words",
+        ToolName::GetCurrentUtcDate => "Current UTC date and time",
+    }
+}
+
+/// What `tools/list` says of `tool`: its description and arguments, a title, the hints every
+/// tool here deserves (it only reads, changes nothing, gives the same answer to the same call
+/// while the data stays the same, and reaches nothing beyond the tenant's database), and, for
+/// the tools answering in the sample's compact JSON, that JSON's schema (`structuredContent`).
 fn describe(tool: ToolName) -> Tool {
+    let title = title(tool);
+    let annotations = ToolAnnotations::with_title(title)
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false);
+    let described = arguments(tool).with_title(title).with_annotations(annotations);
+    match tool {
+        ToolName::ExecuteSalesQuery
+        | ToolName::SemanticSearchProducts
+        | ToolName::FullTextSearchProducts
+        | ToolName::HybridSearchProducts => described.with_raw_output_schema(schema_for_output::<RowsSchema>()),
+        // Text, as the reference sample returns it.
+        ToolName::GetMultipleTableSchemas | ToolName::GetCurrentUtcDate => described,
+    }
+}
+
+/// The description and argument schema of `tool`.
+fn arguments(tool: ToolName) -> Tool {
     match tool {
         ToolName::GetMultipleTableSchemas => with_args::<TableSchemasArgs>(
             tool,
@@ -78,7 +113,7 @@ pub async fn call(
         }
         ToolName::ExecuteSalesQuery => {
             let args: SalesQueryArgs = parse(arguments)?;
-            sales::execute(state, caller, &args.postgresql_query, state.row_cap_for(caller))
+            sales::execute(state, caller, &args.postgresql_query, state.limits_for(caller))
                 .await
                 .map(ToolOutput::Rows)
                 .map_err(|f| f.with_query(&args.postgresql_query))

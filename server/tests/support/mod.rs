@@ -82,6 +82,7 @@ pub struct Opts {
     /// A smaller audit buffer, to exercise back-pressure.
     pub audit_capacity: Option<usize>,
     pub row_cap: Option<u32>,
+    pub max_result_bytes: Option<u64>,
     pub statement_timeout: Option<String>,
     pub max_concurrent_requests: Option<u32>,
     /// Log in as this tenant's role while claiming to serve `tenant` (readiness must notice).
@@ -102,6 +103,7 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
         auth: file.auth.mode.or(Some(mcp_fleet_core::server_config::AuthMode::None)),
         public_url: Some(format!("http://{addr}/mcp")),
         row_cap: opts.row_cap,
+        max_result_bytes: opts.max_result_bytes,
         statement_timeout: opts.statement_timeout.clone(),
         max_concurrent_requests: opts.max_concurrent_requests,
         ..Default::default()
@@ -149,11 +151,14 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
 pub type Client = RunningService<RoleClient, ()>;
 
 /// An MCP client over real HTTP, with optional extra headers.
-pub async fn client(url: &str, headers: &[(&'static str, &str)]) -> Client {
+pub async fn client(url: &str, headers: &[(&str, &str)]) -> Client {
     mcp_fleet_server::install_crypto_provider();
     let mut map = HashMap::new();
     for (k, v) in headers {
-        map.insert(http::HeaderName::from_static(k), http::HeaderValue::from_str(v).expect("header value"));
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+            http::HeaderValue::from_str(v).expect("header value"),
+        );
     }
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(map),
