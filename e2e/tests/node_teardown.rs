@@ -70,12 +70,32 @@ fn traces(dir: &Path) -> Vec<String> {
     found
 }
 
+/// Waits until no other node runs on this machine (the previous test binary's node stops in the
+/// background after its process exits) and clears what a killed one left, so that the sysctls read
+/// next are the machine's own.
+fn wait_for_no_node(script: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        // `cleanup` waits a few seconds for a live node, then refuses; with none it clears leftovers.
+        let out = Command::new("bash").arg(script).arg("cleanup").output().unwrap();
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "another node still runs on this machine: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn a_node_killed_with_sigkill_is_removed_by_the_next_cleanup() {
+    let script = repo_root().join("scripts/node.sh");
+    wait_for_no_node(&script);
     let before = sysctls();
     let dir = std::env::temp_dir().join(mcp_fleet_testkit::pg::unique_name("mcpfleet-killed-node"));
     std::fs::create_dir_all(&dir).unwrap();
-    let script = repo_root().join("scripts/node.sh");
     let bin = k8s_bin_dir().expect("the Kubernetes binaries");
     let log = std::fs::File::create(dir.with_extension("log")).unwrap();
     let mut node = Command::new("bash")
