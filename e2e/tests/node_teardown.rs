@@ -77,7 +77,8 @@ fn wait_for_no_node(script: &Path) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         // `cleanup` waits a few seconds for a live node, then refuses; with none it clears leftovers.
-        let out = Command::new("bash").arg(script).arg("cleanup").output().expect("run scripts/node.sh cleanup");
+        let out =
+            Command::new("bash").arg(script).arg("cleanup").output().expect("run scripts/node.sh cleanup");
         if out.status.success() {
             return;
         }

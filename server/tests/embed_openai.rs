@@ -413,18 +413,20 @@ async fn an_open_breaker_shows_in_health_and_metrics_and_search_fails_fast() {
     let emu = Emulator::start(vec![], Reply::Status(500)).await;
     let db = support::embedded_db().await;
     let t = support::tenant(&db, &[1]).await;
-    let mut file = mcp_fleet_core::server_config::ServerConfigFile::default();
-    file.embeddings = EmbeddingsSection {
-        provider: Some(EmbeddingProvider::Openai),
-        model_dir: None,
-        openai: Some(OpenAiSection {
-            endpoint: emu.endpoint(),
-            // HOME is set in every test environment; its value stands in for a key.
-            api_key_env: Some("HOME".into()),
-            dimensions: Some(384),
-            max_retries: Some(0),
-            ..Default::default()
-        }),
+    let file = mcp_fleet_core::server_config::ServerConfigFile {
+        embeddings: EmbeddingsSection {
+            provider: Some(EmbeddingProvider::Openai),
+            model_dir: None,
+            openai: Some(OpenAiSection {
+                endpoint: emu.endpoint(),
+                // HOME is set in every test environment; its value stands in for a key.
+                api_key_env: Some("HOME".into()),
+                dimensions: Some(384),
+                max_retries: Some(0),
+                ..Default::default()
+            }),
+        },
+        ..Default::default()
     };
     let srv = support::server(&db, &t, support::Opts { file: Some(file), ..Default::default() }).await;
     let http = reqwest::Client::new();
@@ -441,22 +443,32 @@ async fn an_open_breaker_shows_in_health_and_metrics_and_search_fails_fast() {
             .collect::<Vec<_>>()
     };
     let v = health().await;
-    assert_eq!((v["status"].as_str(), v["checks"]["embeddings_circuit"].as_str()), (Some("ok"), Some("closed")));
+    assert_eq!(
+        (v["status"].as_str(), v["checks"]["embeddings_circuit"].as_str()),
+        (Some("ok"), Some("closed"))
+    );
     assert_eq!(circuit().await, ["closed"]);
 
     // The default breaker opens after five failures in a row.
     let c = support::client(&srv.url, &[]).await;
     for _ in 0..5 {
-        let (err, text) =
-            support::call(&c, "semantic_search_products", serde_json::json!({ "query_description": "drill" }))
-                .await;
+        let (err, text) = support::call(
+            &c,
+            "semantic_search_products",
+            serde_json::json!({ "query_description": "drill" }),
+        )
+        .await;
         assert!(err && text.contains("HTTP 500"), "{text}");
     }
     let v = health().await;
-    assert_eq!((v["status"].as_str(), v["checks"]["embeddings_circuit"].as_str()), (Some("degraded"), Some("open")));
+    assert_eq!(
+        (v["status"].as_str(), v["checks"]["embeddings_circuit"].as_str()),
+        (Some("degraded"), Some("open"))
+    );
     assert_eq!(circuit().await, ["open"]);
     let (err, text) =
-        support::call(&c, "semantic_search_products", serde_json::json!({ "query_description": "drill" })).await;
+        support::call(&c, "semantic_search_products", serde_json::json!({ "query_description": "drill" }))
+            .await;
     assert!(err && text.contains("unavailable after repeated failures"), "{text}");
     assert_eq!(emu.requests(), 5, "no request while the circuit is open");
     // The pod stays ready: everything but the search tools still works.

@@ -12,9 +12,12 @@ use support::{Client, Opts, call, client, embedded_db, json as parse, server, te
 async fn run_then_check_next(c: &Client, sql: &str) -> Value {
     let (err, text) = call(c, "execute_sales_query", json!({ "postgresql_query": sql })).await;
     assert!(!err, "{sql:?} failed: {text}");
-    let (err, next) =
-        call(c, "execute_sales_query", json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.categories" }))
-            .await;
+    let (err, next) = call(
+        c,
+        "execute_sales_query",
+        json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.categories" }),
+    )
+    .await;
     assert!(!err && parse(&next)["r"] == json!([[9]]), "the call after {sql:?}: {next}");
     parse(&text)
 }

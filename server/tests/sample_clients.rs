@@ -8,22 +8,22 @@ mod support;
 use serde_json::{Value, json};
 use support::{Opts, call, client, embedded_db, json as parse, server, tenant};
 
-/// The sample's servers: (name, URL, headers), as its config file has them.
-fn sample_servers() -> Vec<(String, String, Vec<(String, String)>)> {
+/// One server of the sample's config: its name, URL and headers.
+type SampleServer = (String, String, Vec<(String, String)>);
+
+/// The sample's servers, as its config file has them.
+fn sample_servers() -> Vec<SampleServer> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/zava-sample-mcp.json");
-    let config: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    config["servers"]
-        .as_object()
-        .unwrap()
+    let text = std::fs::read_to_string(path).expect("examples/zava-sample-mcp.json");
+    let config: Value = serde_json::from_str(&text).expect("the sample's config is JSON");
+    let text_of = |v: &Value| v.as_str().expect("a string in the sample's config").to_owned();
+    let servers = config["servers"].as_object().expect("a `servers` object");
+    servers
         .iter()
         .map(|(name, s)| {
-            let headers = s["headers"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-                .collect();
-            (name.clone(), s["url"].as_str().unwrap().to_owned(), headers)
+            let headers = s["headers"].as_object().expect("a `headers` object");
+            let headers = headers.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
+            (name.clone(), text_of(&s["url"]), headers)
         })
         .collect()
 }
@@ -38,7 +38,8 @@ async fn stores_seen(url: &str, headers: &[(String, String)]) -> Result<Vec<Stri
     if err {
         return Err(text);
     }
-    Ok(parse(&text)["r"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap().to_owned()).collect())
+    let rows = parse(&text)["r"].as_array().cloned().expect("rows in the result");
+    Ok(rows.iter().map(|r| r[0].as_str().expect("a store name").to_owned()).collect())
 }
 
 #[tokio::test]
@@ -77,9 +78,12 @@ async fn the_samples_client_config_narrows_each_server_to_the_store_it_names() {
 
     // The README's other stores narrow the same way.
     let c = client(&srv.url, &[("x-rls-user-id", "9c8b7a65-4321-fed0-9876-543210fedcba")]).await;
-    let (_, text) =
-        call(&c, "execute_sales_query", json!({ "postgresql_query": "SELECT DISTINCT store_id FROM retail.orders" }))
-            .await;
+    let (_, text) = call(
+        &c,
+        "execute_sales_query",
+        json!({ "postgresql_query": "SELECT DISTINCT store_id FROM retail.orders" }),
+    )
+    .await;
     assert_eq!(parse(&text)["r"], json!([[7]]), "Kirkland is store 7");
 }
 

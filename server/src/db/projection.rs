@@ -65,7 +65,9 @@ fn classify(ty: &PgTypeInfo, col: &str) -> (Form, String) {
         _ if CHARACTER.contains(&name) => (Form::Text, format!("{col}::text")),
         // inet's cast to text always shows the netmask ("1.2.3.4/32"); its output function, which
         // `format` uses, shows what psql shows ("1.2.3.4").
-        _ if name == "INET" => (Form::Text, format!("CASE WHEN {col} IS NOT NULL THEN format('%s', {col}) END")),
+        _ if name == "INET" => {
+            (Form::Text, format!("CASE WHEN {col} IS NOT NULL THEN format('%s', {col}) END"))
+        }
         // Only a bounded prefix of a byte string is turned into hex text.
         _ if name == "BYTEA" => (Form::Text, format!("substring({col} FROM 1 FOR {{half}})::text")),
         // Every type has a text form (its output function); casts to text use it.
@@ -154,6 +156,9 @@ mod tests {
             "SELECT c1, left(c2::text, 101), left(substring(c3 FROM 1 FOR 51)::text, 101) FROM (\nSELECT 1 -- note\n) AS mcp_fleet_result(c1, c2, c3) LIMIT 21"
         );
         // A query with no columns (PostgreSQL allows `SELECT FROM t`) renames nothing.
-        assert_eq!(select("SELECT FROM t", &[], 100, 5), "SELECT  FROM (\nSELECT FROM t\n) AS mcp_fleet_result LIMIT 6");
+        assert_eq!(
+            select("SELECT FROM t", &[], 100, 5),
+            "SELECT  FROM (\nSELECT FROM t\n) AS mcp_fleet_result LIMIT 6"
+        );
     }
 }

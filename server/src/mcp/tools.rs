@@ -48,7 +48,9 @@ fn describe(tool: ToolName) -> Tool {
         ToolName::ExecuteSalesQuery
         | ToolName::SemanticSearchProducts
         | ToolName::FullTextSearchProducts
-        | ToolName::HybridSearchProducts => described.with_raw_output_schema(schema_for_output::<RowsSchema>()),
+        | ToolName::HybridSearchProducts => {
+            described.with_raw_output_schema(schema_for_output::<RowsSchema>())
+        }
         // Text, as the reference sample returns it.
         ToolName::GetMultipleTableSchemas | ToolName::GetCurrentUtcDate => described,
     }
