@@ -56,9 +56,10 @@ object-stores: ## Azurite and s3rver (npm, into the cache) for the backup tests
 test: deps images ## run every test (real PostgreSQL, real node and control plane, real MCP clients)
 	@scripts/test.sh
 
-lint: ## rustfmt and clippy, warnings are errors
+lint: ## rustfmt and clippy (warnings are errors), shellcheck and actionlint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/lint-shell.sh
 
 fmt: ## format the code
 	cargo fmt --all

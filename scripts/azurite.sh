@@ -13,7 +13,7 @@
 # The emulator's account is the well-known `devstoreaccount1` with its published key; point the
 # server at it with AZURE_STORAGE_USE_EMULATOR=true and AZURITE_BLOB_STORAGE_URL.
 set -euo pipefail
-# shellcheck source=lib/npm-tool.sh
+# shellcheck source=scripts/lib/npm-tool.sh
 source "$(dirname "$0")/lib/npm-tool.sh"
 
 VERSION="${AZURITE_VERSION:-3.37.0}"
@@ -64,8 +64,7 @@ run() {
   "$bin" --blobHost 127.0.0.1 --blobPort "$port" --location "$ws" --silent --skipApiVersionCheck \
     --loose --disableProductStyleUrl --disableTelemetry >"$ws.log" 2>&1 &
   child=$!
-  local i
-  for i in $(seq 1 600); do
+  for _ in $(seq 1 600); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
     if ! kill -0 "$child" 2>/dev/null || [ -n "$stop" ]; then
       log "azurite did not start:"; cat "$ws.log" >&2; rm -rf "$ws" "$ws.log"; exit 1

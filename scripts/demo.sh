@@ -203,5 +203,6 @@ NEXT
 if [ "$SMOKE" = 1 ]; then
   exit 0
 fi
+# shellcheck disable=SC2016 # the backquotes are for the reader
 printf '\nServing. Press Ctrl-C (or run `make demo-down`) to stop everything.\n'
 while true; do sleep 3600; done

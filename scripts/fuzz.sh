@@ -106,6 +106,7 @@ for target in "${targets[@]}"; do
 done
 
 total=$((SECONDS - start))
-line=$(IFS=';'; echo "${summary[*]}" | sed 's/;/; /g')
+line=$(IFS=';'; echo "${summary[*]}")
+line=${line//;/; }
 echo "fuzz summary: $line; ${total}s"
 exit "$failed"

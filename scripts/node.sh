@@ -583,7 +583,9 @@ addons() {
   coredns="$(image_ref coredns)"
   metrics="$(image_ref metrics-server)"
   traefik="$(image_ref traefik)"
-  [ -n "$coredns" ] && [ -n "$metrics" ] && [ -n "$traefik" ] || die "add-on images missing from $IMAGES_INDEX"
+  if [ -z "$coredns" ] || [ -z "$metrics" ] || [ -z "$traefik" ]; then
+    die "add-on images missing from $IMAGES_INDEX"
+  fi
   local restricted='securityContext:
             runAsNonRoot: true
             runAsUser: 65532

@@ -12,7 +12,7 @@
 # AWS_ACCESS_KEY_ID=S3RVER / AWS_SECRET_ACCESS_KEY=S3RVER. S3RVER_ADDRESS (default 127.0.0.1) is where it listens:
 # the node bridge's host address for backup Jobs running in pods.
 set -euo pipefail
-# shellcheck source=lib/npm-tool.sh
+# shellcheck source=scripts/lib/npm-tool.sh
 source "$(dirname "$0")/lib/npm-tool.sh"
 
 VERSION="${S3RVER_VERSION:-3.7.1}"
@@ -38,8 +38,7 @@ run() {
   "$bin" --directory "$dir/data" --address "$address" --port "$port" --silent \
     --configure-bucket "$bucket" >"$dir.log" 2>&1 &
   child=$!
-  local i
-  for i in $(seq 1 600); do
+  for _ in $(seq 1 600); do
     if (exec 3<>"/dev/tcp/$address/$port") 2>/dev/null; then break; fi
     if ! kill -0 "$child" 2>/dev/null || [ -n "$stop" ]; then
       log "s3rver did not start:"; cat "$dir.log" >&2; rm -rf "$dir" "$dir.log"; exit 1

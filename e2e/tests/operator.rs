@@ -349,15 +349,13 @@ async fn a_tenant_is_created_updated_rotated_and_deleted() {
 
     // Idle: several resyncs (every 2 s) write nothing.
     w.wait_status(name, "generation observed", |_| true).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // One resync after that settles what the last change started; then two more must write nothing.
+    let reconciles = || op.metric("mcpfleet_operator_reconciles_total");
+    let settled = reconciles().await + 1.0;
+    eventually("a resync", WAIT, || async { (reconciles().await >= settled).then_some(()) }).await;
     let before = child_versions(&w.ns, name).await;
-    let reconciles_before = op.metric("mcpfleet_operator_reconciles_total").await;
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    let reconciles_after = op.metric("mcpfleet_operator_reconciles_total").await;
-    assert!(
-        reconciles_after >= reconciles_before + 2.0,
-        "resyncs ran: {reconciles_before} -> {reconciles_after}"
-    );
+    let two_more = reconciles().await + 2.0;
+    eventually("two idle resyncs", WAIT, || async { (reconciles().await >= two_more).then_some(()) }).await;
     assert_eq!(child_versions(&w.ns, name).await, before, "an idle resync writes nothing");
 
     // Rotation: a new annotation value gives a new password; the old one stops working; pods roll.
@@ -668,22 +666,20 @@ async fn snapshot_waits_for_the_final_backup_before_dropping_the_roles() {
     // The final backup Job runs the server image's backup command; no kubelet here, so it never
     // finishes, and the roles must stay while it has not succeeded.
     let jobs = w.ns.api::<k8s_openapi::api::batch::v1::Job>();
-    let mut job = None;
-    for _ in 0..150 {
-        job = jobs.get_opt("snap-final-backup").await.expect("read Job");
-        if job.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let job = job.unwrap_or_else(|| panic!("no final backup Job; operator log:\n{}", op.process.log()));
+    let job = eventually("the final backup Job", Duration::from_secs(30), || async {
+        jobs.get_opt("snap-final-backup").await.expect("read Job")
+    })
+    .await;
     let args =
         job.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].args.clone().unwrap_or_default());
     assert_eq!(
         args.unwrap_or_default()[..5],
         ["backup", "--config", "/etc/mcp-fleet/server.yaml", "--to", "file:///backups/snap"]
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The operator looks at the unfinished Job again (it retries every 5 s) and keeps the roles.
+    let reconciles = || op.metric("mcpfleet_operator_reconciles_total");
+    let next = reconciles().await + 1.0;
+    eventually("another look at the Job", WAIT, || async { (reconciles().await >= next).then_some(()) }).await;
     assert_eq!(w.roles_of(&tenant).await.len(), 2, "roles stay until the final backup succeeded");
     assert!(w.tenants().get_opt("snap").await.expect("read").is_some(), "the finalizer holds the McpTenant");
 
