@@ -679,7 +679,8 @@ async fn snapshot_waits_for_the_final_backup_before_dropping_the_roles() {
     // The operator looks at the unfinished Job again (it retries every 5 s) and keeps the roles.
     let reconciles = || op.metric("mcpfleet_operator_reconciles_total");
     let next = reconciles().await + 1.0;
-    eventually("another look at the Job", WAIT, || async { (reconciles().await >= next).then_some(()) }).await;
+    eventually("another look at the Job", WAIT, || async { (reconciles().await >= next).then_some(()) })
+        .await;
     assert_eq!(w.roles_of(&tenant).await.len(), 2, "roles stay until the final backup succeeded");
     assert!(w.tenants().get_opt("snap").await.expect("read").is_some(), "the finalizer holds the McpTenant");
 
