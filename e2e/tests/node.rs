@@ -12,10 +12,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use mcp_fleet_core::server_config::ServerConfigFile;
-use mcp_fleet_e2e::{TestNamespace, eventually};
+use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
 use mcp_fleet_operator::crd::McpTenant;
 use serde_json::{Value, json};
 use support::fleet::{BUCKET, Fleet, OPERATOR, ingress_host, store_id};
@@ -132,6 +133,35 @@ async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
     let write = ns.kubectl_output(&["exec", &pod, "--", "touch", "/usr/local/bin/x"], None).await;
     assert!(!write.status.success(), "the root filesystem is read-only");
     assert!(String::from_utf8_lossy(&write.stderr).contains("Read-only file system"));
+
+    // Scaled to two replicas, the PodDisruptionBudget lets a drain take one server pod at a time:
+    // the first eviction is allowed, a second one at once is refused with 429, and once the
+    // replacement is Ready the other pod may go.
+    let patch = json!({"spec": {"server": {"replicas": 2}}});
+    ns.api::<McpTenant>().patch(&t, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let pdbs = ns.api::<PodDisruptionBudget>();
+    let budget_allows_one = || async {
+        let status = pdbs.get(&t).await.expect("the tenant's PodDisruptionBudget").status?;
+        (status.current_healthy == 2 && status.disruptions_allowed == 1).then_some(())
+    };
+    eventually("two healthy server pods, one disruption allowed", WAIT * 4, budget_allows_one).await;
+    let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
+    let server_pods = ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.unwrap();
+    let names: Vec<String> = server_pods.items.iter().map(|p| p.name_any()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let pods = ns.api::<Pod>();
+    pods.evict(&names[0], &EvictParams::default()).await.expect("the first eviction keeps the budget");
+    match pods.evict(&names[1], &EvictParams::default()).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 429, "{e:?}");
+            assert!(e.message.contains("disruption budget"), "{}", e.message);
+        }
+        other => panic!("a second eviction at once would break the budget, yet: {other:?}"),
+    }
+    eventually("the replacement pod Ready, one disruption allowed again", WAIT * 4, budget_allows_one).await;
+    pods.evict(&names[1], &EvictParams::default())
+        .await
+        .expect("with the replacement Ready, the other may go");
 }
 
 #[tokio::test]

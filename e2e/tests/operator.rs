@@ -632,16 +632,25 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     w.create("first", spec("4")).await;
     w.wait_status("first", "DatabaseReady", db_ready).await;
     assert_eq!(b.metric("mcpfleet_operator_reconciles_total").await, 0.0, "the standby reconciles nothing");
-    let instances: Vec<String> =
-        w.events_about("first").await.into_iter().filter_map(|e| e.reporting_instance).collect();
+    // Events are written beside the status, not before it: wait for them.
+    let instances: Vec<String> = eventually("events about first", WAIT, || async {
+        let found: Vec<String> =
+            w.events_about("first").await.into_iter().filter_map(|e| e.reporting_instance).collect();
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
     assert!(!instances.is_empty() && instances.iter().all(|i| i == "replica-a"), "{instances:?}");
 
     // The leader stops (and releases the lease): replica-b takes over.
     a.process.stop(Duration::from_secs(20)).await;
     w.create("second", spec("5")).await;
     w.wait_status("second", "DatabaseReady", db_ready).await;
-    let instances: Vec<String> =
-        w.events_about("second").await.into_iter().filter_map(|e| e.reporting_instance).collect();
+    let instances: Vec<String> = eventually("events about second", WAIT, || async {
+        let found: Vec<String> =
+            w.events_about("second").await.into_iter().filter_map(|e| e.reporting_instance).collect();
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
     assert!(!instances.is_empty() && instances.iter().all(|i| i == "replica-b"), "{instances:?}");
     assert_eq!(b.metric("mcpfleet_operator_leader").await, 1.0);
 }
