@@ -111,7 +111,15 @@ pub struct ToolsSection {
     /// long values are cut in PostgreSQL and rows stop at the budget; the result says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_result_bytes: Option<u64>,
+    /// Largest estimated cost (PostgreSQL's planner units) of a query `execute_sales_query` runs:
+    /// each query is planned first, and one estimated above this is refused unrun, with a message
+    /// that states the estimate and the limit. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_estimated_cost: Option<f64>,
 }
+
+/// Bounds of `tools.maxEstimatedCost`.
+pub const MAX_ESTIMATED_COST_RANGE: std::ops::RangeInclusive<f64> = 1.0..=1e12;
 
 /// Default of `tools.maxResultBytes`.
 pub const DEFAULT_MAX_RESULT_BYTES: u64 = 1 << 20;

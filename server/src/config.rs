@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// stop at the budget, saying so [default: 1048576].
     #[arg(long, env = "MCP_FLEET_MAX_RESULT_BYTES")]
     pub max_result_bytes: Option<u64>,
+    /// Largest estimated cost (PostgreSQL planner units) of a query execute_sales_query runs; a
+    /// query planned above it is refused unrun [default: no limit].
+    #[arg(long, env = "MCP_FLEET_MAX_ESTIMATED_COST")]
+    pub max_estimated_cost: Option<f64>,
     /// Per-query timeout, e.g. 5s [default: 5s].
     #[arg(long, env = "MCP_FLEET_STATEMENT_TIMEOUT")]
     pub statement_timeout: Option<String>,
@@ -202,6 +206,7 @@ impl ServeArgs {
         set(&mut db.max_connections, &self.db_max_connections);
         set(&mut file.tools.row_cap, &self.row_cap);
         set(&mut file.tools.max_result_bytes, &self.max_result_bytes);
+        set(&mut file.tools.max_estimated_cost, &self.max_estimated_cost);
         set(&mut file.embeddings.provider, &self.embeddings);
         set(&mut file.embeddings.model_dir, &self.model_dir);
         set(&mut file.auth.mode, &self.auth);
@@ -254,6 +259,7 @@ mod tests {
             statement_timeout: Some("forever".into()),
             row_cap: Some(0),
             max_result_bytes: Some(10),
+            max_estimated_cost: Some(0.5),
             database_password_file: Some("/no/such/file".into()),
             ..Default::default()
         };
@@ -263,6 +269,7 @@ mod tests {
             "\"forever\" is not a duration",
             "rowCap must be between",
             "tools.maxResultBytes must be between 4096 and 67108864, got 10",
+            "tools.maxEstimatedCost must be between 1 and 1000000000000 (PostgreSQL planner cost units), got 0.5",
             "/no/such/file",
         ] {
             assert!(msg.contains(needle), "{needle:?} missing in {msg}");

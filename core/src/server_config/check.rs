@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{
     AuthMode, AuthSection, DEFAULT_MAX_RESULT_BYTES, EmbeddingProvider, EmbeddingsSection,
-    MAX_RESULT_BYTES_RANGE, ServerConfigFile, TenancyMode,
+    MAX_ESTIMATED_COST_RANGE, MAX_RESULT_BYTES_RANGE, ServerConfigFile, TenancyMode,
 };
 use crate::TenantName;
 use crate::tools::{self, ToolName};
@@ -74,6 +74,8 @@ pub struct CheckedConfig {
     pub row_cap: u32,
     /// Most bytes of rows one tool result holds.
     pub max_result_bytes: u64,
+    /// Largest estimated cost of a query `execute_sales_query` runs; `None`: no limit.
+    pub max_estimated_cost: Option<f64>,
     /// Tool names to offer (all known); empty means all.
     pub enabled_tools: Vec<String>,
     pub embeddings: EmbeddingsSection,
@@ -213,6 +215,19 @@ impl ServerConfigFile {
                 .into(),
             );
         }
+        let max_estimated_cost = self.tools.max_estimated_cost;
+        if let Some(cost) = max_estimated_cost
+            && !MAX_ESTIMATED_COST_RANGE.contains(&cost)
+        {
+            problems.push(
+                format!(
+                    "tools.maxEstimatedCost must be between {} and {} (PostgreSQL planner cost units), got {cost}",
+                    MAX_ESTIMATED_COST_RANGE.start(),
+                    MAX_ESTIMATED_COST_RANGE.end()
+                )
+                .into(),
+            );
+        }
         for tool in &self.tools.enabled {
             if ToolName::parse(tool).is_none() {
                 problems.push(
@@ -305,6 +320,7 @@ impl ServerConfigFile {
             },
             row_cap,
             max_result_bytes,
+            max_estimated_cost,
             enabled_tools: self.tools.enabled.clone(),
             embeddings,
             auth: self.auth.clone(),
@@ -349,6 +365,7 @@ mod tests {
         let checked = file.check().unwrap();
         assert_eq!(checked.row_cap, 500);
         assert_eq!(checked.max_result_bytes, 1 << 20);
+        assert_eq!(checked.max_estimated_cost, None, "no cost limit unless asked for");
         assert_eq!(checked.database.statement_timeout, Duration::from_secs(5));
         assert_eq!(checked.auth_mode, AuthMode::Oidc);
     }

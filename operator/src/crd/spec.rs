@@ -332,6 +332,13 @@ pub struct ToolsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 4096, max = 67108864))]
     pub max_result_bytes: Option<u64>,
+    /// Largest estimated cost (PostgreSQL's planner units) of a query `execute_sales_query`
+    /// runs: each query is planned first and one estimated above this is refused unrun, with a
+    /// message naming the estimate and the limit (`explain_sales_query` shows a query's
+    /// estimate). Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 1e12))]
+    pub max_estimated_cost: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embeddings: Option<EmbeddingsSpec>,
 }

@@ -52,6 +52,7 @@ pub fn server_config(plan: &Plan) -> ServerConfigFile {
             enabled: spec.tools.enabled.clone(),
             row_cap: spec.tools.row_cap,
             max_result_bytes: spec.tools.max_result_bytes,
+            max_estimated_cost: spec.tools.max_estimated_cost,
         },
         embeddings: spec
             .tools
@@ -138,7 +139,9 @@ mod tests {
         assert_eq!(cfg.auth.ca_file.as_deref(), Some(std::path::Path::new(AUTH_CA_MOUNT_PATH)));
         assert_eq!(server_config(&minimal()).auth.ca_file, None);
         assert_eq!(cfg.tools.row_cap, Some(1000));
-        assert_eq!(cfg.tools.enabled.len(), 4);
+        assert_eq!(cfg.tools.enabled.len(), 5);
+        assert_eq!(cfg.tools.max_estimated_cost, Some(1e6));
+        assert_eq!(server_config(&minimal()).tools.max_estimated_cost, None);
         assert_eq!(cfg.embeddings.openai.unwrap().api_key_env.as_deref(), Some("AZURE_OPENAI_API_KEY"));
         assert_eq!(cfg.logging.level.as_deref(), Some("info,mcp_fleet_server=debug"));
     }

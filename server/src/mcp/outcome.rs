@@ -6,6 +6,7 @@ use rmcp::ErrorData;
 use rmcp::model::{CallToolResult, ContentBlock, ErrorCode};
 
 use super::audit::AuditUnavailable;
+use super::explain::Plan;
 use super::result::{Compact, error_json};
 use crate::db::DbError;
 
@@ -44,13 +45,15 @@ pub enum ToolOutput {
     Text(String),
     /// Rows in the sample's compact JSON shape.
     Rows(Compact),
+    /// A query's plan (`explain_sales_query`).
+    Plan(Plan),
 }
 
 impl ToolOutput {
     /// Rows returned, for the audit trail and the log.
     pub fn rows(&self) -> Option<usize> {
         match self {
-            ToolOutput::Text(_) => None,
+            ToolOutput::Text(_) | ToolOutput::Plan(_) => None,
             ToolOutput::Rows(c) => Some(c.rows.len()),
         }
     }
@@ -61,6 +64,9 @@ impl ToolOutput {
         match self {
             ToolOutput::Text(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
             ToolOutput::Rows(c) => CallToolResult::structured(c.to_json()),
+            ToolOutput::Plan(p) => CallToolResult::structured(
+                serde_json::to_value(p).expect("a plan is plain data and always serialises"),
+            ),
         }
     }
 }
@@ -78,15 +84,24 @@ pub struct ToolFailure {
     /// Shown as plain text rather than in the sample's error shape (arguments that do not
     /// deserialize, worded as rmcp words them).
     plain: bool,
+    /// The error shape is also `structuredContent` (for the tools whose output schema it fits).
+    structured: bool,
 }
 
 impl ToolFailure {
     pub fn rejected(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { message: message.into(), reason, outcome: Outcome::Rejected, query: None, plain: false }
+        Self {
+            message: message.into(),
+            reason,
+            outcome: Outcome::Rejected,
+            query: None,
+            plain: false,
+            structured: true,
+        }
     }
 
     pub fn error(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { message: message.into(), reason, outcome: Outcome::Error, query: None, plain: false }
+        Self { outcome: Outcome::Error, ..Self::rejected(reason, message) }
     }
 
     /// Arguments that do not fit the tool's argument type.
@@ -100,11 +115,21 @@ impl ToolFailure {
         self
     }
 
+    /// The error shape as text only: for a tool whose output schema is not the rows' shape.
+    pub fn text_only(mut self) -> Self {
+        self.structured = false;
+        self
+    }
+
     pub fn into_result(self) -> CallToolResult {
         if self.plain {
-            CallToolResult::error(vec![ContentBlock::text(self.message)])
+            return CallToolResult::error(vec![ContentBlock::text(self.message)]);
+        }
+        let shape = error_json(&self.message, self.query.as_deref());
+        if self.structured {
+            CallToolResult::structured_error(shape)
         } else {
-            CallToolResult::structured_error(error_json(&self.message, self.query.as_deref()))
+            CallToolResult::error(vec![ContentBlock::text(shape.to_string())])
         }
     }
 }
@@ -113,7 +138,7 @@ impl From<DbError> for ToolFailure {
     fn from(e: DbError) -> Self {
         let outcome =
             if matches!(e, DbError::UnknownStore { .. }) { Outcome::Rejected } else { Outcome::Error };
-        Self { message: e.to_string(), reason: e.reason(), outcome, query: None, plain: false }
+        Self { outcome, ..Self::rejected(e.reason(), e.to_string()) }
     }
 }
 

@@ -24,7 +24,7 @@ use crate::auth::identity::Caller;
 const INSTRUCTIONS: &str = "Read-only analytics over the Zava DIY retail database (stores, customers, \
 categories, product types, products, inventory, orders, order items). Call get_multiple_table_schemas \
 before writing SQL and use only the tables and columns it shows; execute_sales_query runs one read-only \
-SELECT. Use semantic_search_products for plain-language product questions. You only ever see your own \
+SELECT, and explain_sales_query estimates what one would cost without running it. Use semantic_search_products for plain-language product questions. You only ever see your own \
 tenant's stores.";
 
 /// The MCP server handler. Cheap to create per request: it holds one `Arc`.

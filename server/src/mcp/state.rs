@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use mcp_fleet_core::server_config::CheckedConfig;
 use mcp_fleet_core::tools::ToolName;
 
 use super::audit::AuditLog;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub row_cap: u32,
     /// Most bytes of rows one result holds.
     pub max_result_bytes: usize,
+    /// Largest estimated cost of a query `execute_sales_query` runs (`tools.maxEstimatedCost`).
+    pub max_estimated_cost: Option<f64>,
     /// Tools offered at all (configuration, and an embedder for those that need one); the
     /// caller's grants narrow this further.
     pub enabled_tools: Vec<ToolName>,
@@ -30,16 +33,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `enabled` lists tool names from the configuration (checked there); empty means all.
+    /// The tools' settings come from the checked configuration (`tools.enabled` lists tool names
+    /// checked there; empty means all).
     pub fn new(
         db: TenantDb,
         embedder: Option<Arc<dyn Embedder>>,
         metrics: Arc<Metrics>,
-        row_cap: u32,
-        max_result_bytes: usize,
-        enabled: &[String],
+        cfg: &CheckedConfig,
         audit: AuditLog,
     ) -> Self {
+        let enabled = &cfg.enabled_tools;
         let enabled_tools = ToolName::ALL
             .into_iter()
             .filter(|t| enabled.is_empty() || enabled.iter().any(|e| e == t.as_str()))
@@ -49,8 +52,9 @@ impl AppState {
             db,
             embedder,
             metrics,
-            row_cap,
-            max_result_bytes,
+            row_cap: cfg.row_cap,
+            max_result_bytes: usize::try_from(cfg.max_result_bytes).unwrap_or(usize::MAX),
+            max_estimated_cost: cfg.max_estimated_cost,
             enabled_tools,
             schema_cache: SchemaCache::new(),
             stdio_caller: None,
