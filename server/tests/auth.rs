@@ -237,6 +237,7 @@ async fn each_role_sees_exactly_its_tools_and_denials_are_audited() {
             &["analyst"],
             &[
                 "execute_sales_query",
+                "explain_sales_query",
                 "full_text_search_products",
                 "get_current_utc_date",
                 "get_multiple_table_schemas",
