@@ -7,12 +7,16 @@ use rmcp::model::{CallToolResult, ContentBlock, ErrorCode};
 
 use super::audit::AuditUnavailable;
 use super::explain::Plan;
+use super::fair_share::Limited;
 use super::result::{Compact, error_json};
 use crate::db::DbError;
 
 /// JSON-RPC error code for "authenticated, but this role may not call that tool" — distinct from
 /// HTTP 401 (not authenticated) and from unknown tools (-32602).
 pub const FORBIDDEN_CODE: ErrorCode = ErrorCode(-32003);
+/// JSON-RPC error code for "this caller is over its share; retry later" (as HTTP 429). The
+/// error's data says when: `{"retryAfterSeconds": n, "limit": "rate" | "concurrency"}`.
+pub const RATE_LIMITED_CODE: ErrorCode = ErrorCode(-32029);
 
 /// How a tool call ended, for metrics, the audit trail and the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +163,8 @@ pub enum CallError {
     AuditUnavailable(#[from] AuditUnavailable),
     #[error("your role(s) {roles:?} may not call {tool:?}; call tools/list to see the tools you may use")]
     Forbidden { tool: String, roles: Vec<String> },
+    #[error(transparent)]
+    RateLimited(#[from] Limited),
     #[error("no resource {0:?}; list resources to see the table schemas")]
     UnknownResource(String),
     /// Reading a resource failed (the message is the tool failure's).
@@ -172,6 +178,14 @@ impl From<CallError> for ErrorData {
         match e {
             CallError::UnknownTool(_) => ErrorData::invalid_params(message, None),
             CallError::Forbidden { .. } => ErrorData::new(FORBIDDEN_CODE, message, None),
+            CallError::RateLimited(limited) => ErrorData::new(
+                RATE_LIMITED_CODE,
+                message,
+                Some(serde_json::json!({
+                    "retryAfterSeconds": limited.retry_after_secs(),
+                    "limit": limited.kind(),
+                })),
+            ),
             CallError::UnknownResource(_) => ErrorData::resource_not_found(message, None),
             CallError::NoCaller | CallError::AuditUnavailable(_) | CallError::Resource(_) => {
                 ErrorData::internal_error(message, None)
@@ -206,5 +220,11 @@ mod tests {
         assert_eq!(forbidden.code, FORBIDDEN_CODE);
         assert_eq!(ErrorData::from(CallError::UnknownTool("x".into())).code, ErrorCode::INVALID_PARAMS);
         assert_eq!(ErrorData::from(CallError::NoCaller).code, ErrorCode::INTERNAL_ERROR);
+        let limited =
+            Limited::Rate { per_minute: 60, burst: 5, retry_after: std::time::Duration::from_millis(2500) };
+        let refused = ErrorData::from(CallError::RateLimited(limited));
+        assert_eq!(refused.code, RATE_LIMITED_CODE);
+        assert!(refused.message.starts_with("rate limited:"), "{}", refused.message);
+        assert_eq!(refused.data, Some(json!({"retryAfterSeconds": 3, "limit": "rate"})));
     }
 }

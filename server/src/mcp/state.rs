@@ -1,5 +1,5 @@
-//! What every request shares: the database, the embedder, metrics, limits and the audit trail,
-//! and which tools this server offers. Data, no I/O of its own.
+//! What every request shares: the database, the embedder, metrics, limits (each caller's share
+//! among them) and the audit trail, and which tools this server offers. Data, no I/O of its own.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use mcp_fleet_core::server_config::CheckedConfig;
 use mcp_fleet_core::tools::ToolName;
 
 use super::audit::AuditLog;
+use super::fair_share::FairShare;
 use super::result::Limits;
 use super::schema::SchemaCache;
 use crate::auth::identity::Caller;
@@ -27,6 +28,8 @@ pub struct AppState {
     /// caller's grants narrow this further.
     pub enabled_tools: Vec<ToolName>,
     pub schema_cache: SchemaCache,
+    /// Each caller's share of the server (`limits.perSubject`).
+    pub fair_share: FairShare,
     /// The identity of stdio sessions, which have no HTTP request to authenticate.
     pub stdio_caller: Option<Caller>,
     pub audit: AuditLog,
@@ -57,6 +60,7 @@ impl AppState {
             max_estimated_cost: cfg.max_estimated_cost,
             enabled_tools,
             schema_cache: SchemaCache::new(),
+            fair_share: FairShare::new(cfg.per_subject, crate::clock::system()),
             stdio_caller: None,
             audit,
         }

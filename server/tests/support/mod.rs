@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mcp_fleet_core::progress::Progress;
+use mcp_fleet_core::server_config::PerSubjectSection;
 use mcp_fleet_core::tenant::{TenantName, generate_password, scram_verifier};
 use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_server::config::{self, ServeArgs};
@@ -75,7 +76,8 @@ impl Drop for Server {
 /// Options for a test server beyond the defaults.
 #[derive(Default, Clone)]
 pub struct Opts {
-    /// The configuration file contents (auth, roles...); `--auth none` when absent.
+    /// The configuration file contents (auth, roles...); `--auth none` when absent. Each caller's
+    /// share (`limits.perSubject`) is lifted unless the file sets it.
     pub file: Option<mcp_fleet_core::server_config::ServerConfigFile>,
     /// JWKS cache timings (tests shorten the refresh interval).
     pub jwks: Option<mcp_fleet_server::auth::jwks::JwksOptions>,
@@ -97,7 +99,15 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
     let (user, password) = opts.login_as.clone().unwrap_or((t.name.login_role(), t.password.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let file = opts.file.clone().unwrap_or_default();
+    let mut file = opts.file.clone().unwrap_or_default();
+    if file.limits.per_subject == PerSubjectSection::default() {
+        // Tests call far faster than any model: each caller's share is lifted unless a test sets it.
+        file.limits.per_subject = PerSubjectSection {
+            max_concurrent: Some(1000),
+            requests_per_minute: Some(100_000),
+            burst: Some(100_000),
+        };
+    }
     let args = ServeArgs {
         tenant: Some(t.name.to_string()),
         database_url: Some(db.url_as(&user, "").replace(":@", "@")),
