@@ -31,6 +31,10 @@ pub mod server {
     pub const REJECTED_QUERIES: Metric =
         Metric::new("rejected_queries_total", "Queries refused before reaching the database, by reason");
     pub const ERRORS: Metric = Metric::new("errors_total", "Errors by kind");
+    pub const RATE_LIMITED: Metric = Metric::new(
+        "rate_limited_total",
+        "Tool calls refused because their caller was over its share, by kind (concurrency, rate)",
+    );
     pub const INFLIGHT_REQUESTS: Metric =
         Metric::new("inflight_requests", "MCP requests being served now (an autoscaling signal)");
     pub const POOL_CONNECTIONS: Metric =
@@ -50,6 +54,7 @@ pub mod server {
         QUERY_DURATION,
         REJECTED_QUERIES,
         ERRORS,
+        RATE_LIMITED,
         INFLIGHT_REQUESTS,
         POOL_CONNECTIONS,
         POOL_MAX,

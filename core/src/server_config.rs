@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use check::{CheckedConfig, CheckedDatabase, LogFormat, Problem};
+pub use check::{CheckedConfig, CheckedDatabase, LogFormat, PerSubjectLimits, Problem};
 pub use oidc::{
     CheckedOidc, DEFAULT_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, is_loopback_http, public_key_algorithm,
 };
@@ -111,7 +111,15 @@ pub struct ToolsSection {
     /// long values are cut in PostgreSQL and rows stop at the budget; the result says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_result_bytes: Option<u64>,
+    /// Largest estimated cost (PostgreSQL's planner units) of a query `execute_sales_query` runs:
+    /// each query is planned first, and one estimated above this is refused unrun, with a message
+    /// that states the estimate and the limit. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_estimated_cost: Option<f64>,
 }
+
+/// Bounds of `tools.maxEstimatedCost`.
+pub const MAX_ESTIMATED_COST_RANGE: std::ops::RangeInclusive<f64> = 1.0..=1e12;
 
 /// Default of `tools.maxResultBytes`.
 pub const DEFAULT_MAX_RESULT_BYTES: u64 = 1 << 20;
@@ -262,7 +270,35 @@ pub struct LimitsSection {
     /// Largest accepted request body in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// Fair sharing between callers: each caller's own limits on tool calls.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub per_subject: PerSubjectSection,
 }
+
+/// Each caller's share of the server: limits on the tool calls of one caller (a token's subject;
+/// in development mode the `x-rls-user-id` header, or everyone together without it). A call over
+/// a limit is refused at once with a JSON-RPC error that says when to retry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PerSubjectSection {
+    /// Tool calls one caller may have running at once (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_concurrent: Option<u32>,
+    /// Tool calls one caller may start per minute, on average (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub requests_per_minute: Option<u32>,
+    /// Tool calls one caller may start at once, after a quiet spell, before the per-minute rate
+    /// applies (default: `requestsPerMinute`, so a whole minute's calls; smaller smooths them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub burst: Option<u32>,
+}
+
+/// Defaults of `limits.perSubject`.
+pub const DEFAULT_PER_SUBJECT_MAX_CONCURRENT: u32 = 4;
+pub const DEFAULT_PER_SUBJECT_REQUESTS_PER_MINUTE: u32 = 120;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -11,6 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 pub enum ToolName {
     GetMultipleTableSchemas,
     ExecuteSalesQuery,
+    ExplainSalesQuery,
     SemanticSearchProducts,
     FullTextSearchProducts,
     HybridSearchProducts,
@@ -19,9 +20,10 @@ pub enum ToolName {
 
 impl ToolName {
     /// Every tool, in the catalogue's order.
-    pub const ALL: [ToolName; 6] = [
+    pub const ALL: [ToolName; 7] = [
         ToolName::GetMultipleTableSchemas,
         ToolName::ExecuteSalesQuery,
+        ToolName::ExplainSalesQuery,
         ToolName::SemanticSearchProducts,
         ToolName::FullTextSearchProducts,
         ToolName::HybridSearchProducts,
@@ -33,6 +35,7 @@ impl ToolName {
         match self {
             ToolName::GetMultipleTableSchemas => "get_multiple_table_schemas",
             ToolName::ExecuteSalesQuery => "execute_sales_query",
+            ToolName::ExplainSalesQuery => "explain_sales_query",
             ToolName::SemanticSearchProducts => "semantic_search_products",
             ToolName::FullTextSearchProducts => "full_text_search_products",
             ToolName::HybridSearchProducts => "hybrid_search_products",

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// stop at the budget, saying so [default: 1048576].
     #[arg(long, env = "MCP_FLEET_MAX_RESULT_BYTES")]
     pub max_result_bytes: Option<u64>,
+    /// Largest estimated cost (PostgreSQL planner units) of a query execute_sales_query runs; a
+    /// query planned above it is refused unrun [default: no limit].
+    #[arg(long, env = "MCP_FLEET_MAX_ESTIMATED_COST")]
+    pub max_estimated_cost: Option<f64>,
     /// Per-query timeout, e.g. 5s [default: 5s].
     #[arg(long, env = "MCP_FLEET_STATEMENT_TIMEOUT")]
     pub statement_timeout: Option<String>,
@@ -68,6 +72,17 @@ pub struct ServeArgs {
     /// Requests served at once before new ones are refused with 503 [default: 64].
     #[arg(long, env = "MCP_FLEET_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<u32>,
+    /// Tool calls one caller (token subject) may have running at once; more are refused with a
+    /// rate-limited error [default: 4].
+    #[arg(long, env = "MCP_FLEET_PER_SUBJECT_MAX_CONCURRENT")]
+    pub per_subject_max_concurrent: Option<u32>,
+    /// Tool calls one caller may start per minute, on average [default: 120].
+    #[arg(long, env = "MCP_FLEET_PER_SUBJECT_REQUESTS_PER_MINUTE")]
+    pub per_subject_requests_per_minute: Option<u32>,
+    /// Tool calls one caller may start at once before the per-minute rate applies
+    /// [default: the per-minute rate].
+    #[arg(long, env = "MCP_FLEET_PER_SUBJECT_BURST")]
+    pub per_subject_burst: Option<u32>,
     /// Whole-request timeout, e.g. 30s [default: 30s].
     #[arg(long, env = "MCP_FLEET_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
@@ -202,11 +217,16 @@ impl ServeArgs {
         set(&mut db.max_connections, &self.db_max_connections);
         set(&mut file.tools.row_cap, &self.row_cap);
         set(&mut file.tools.max_result_bytes, &self.max_result_bytes);
+        set(&mut file.tools.max_estimated_cost, &self.max_estimated_cost);
         set(&mut file.embeddings.provider, &self.embeddings);
         set(&mut file.embeddings.model_dir, &self.model_dir);
         set(&mut file.auth.mode, &self.auth);
         set(&mut file.limits.max_concurrent_requests, &self.max_concurrent_requests);
         set(&mut file.limits.request_timeout, &self.request_timeout);
+        let per_subject = &mut file.limits.per_subject;
+        set(&mut per_subject.max_concurrent, &self.per_subject_max_concurrent);
+        set(&mut per_subject.requests_per_minute, &self.per_subject_requests_per_minute);
+        set(&mut per_subject.burst, &self.per_subject_burst);
         set(&mut file.logging.format, &self.log_format);
         set(&mut file.logging.level, &self.log_level);
         file.allowed_hosts.extend(self.allowed_hosts.iter().filter(|h| !h.is_empty()).cloned());
@@ -243,10 +263,16 @@ mod tests {
             "tenant: seattle\ndatabase:\n  url: postgres://mcpt_seattle_login@db/zava\n  statementTimeout: 2s\nauth:\n  mode: none\n",
         )
         .unwrap();
-        let args = ServeArgs { tenant: Some("eastside".into()), row_cap: Some(20), ..Default::default() };
+        let args = ServeArgs {
+            tenant: Some("eastside".into()),
+            row_cap: Some(20),
+            per_subject_requests_per_minute: Some(30),
+            ..Default::default()
+        };
         let cfg = resolve(&args, file.clone(), no_env, no_files).unwrap();
         assert_eq!(cfg.tenant.as_ref().unwrap().as_str(), "eastside");
         assert_eq!(cfg.row_cap, 20);
+        assert_eq!((cfg.per_subject.requests_per_minute, cfg.per_subject.max_concurrent), (30, 4));
         assert_eq!(cfg.database.statement_timeout, Duration::from_secs(2));
 
         let bad = ServeArgs {
@@ -254,6 +280,8 @@ mod tests {
             statement_timeout: Some("forever".into()),
             row_cap: Some(0),
             max_result_bytes: Some(10),
+            max_estimated_cost: Some(0.5),
+            per_subject_max_concurrent: Some(0),
             database_password_file: Some("/no/such/file".into()),
             ..Default::default()
         };
@@ -263,6 +291,8 @@ mod tests {
             "\"forever\" is not a duration",
             "rowCap must be between",
             "tools.maxResultBytes must be between 4096 and 67108864, got 10",
+            "tools.maxEstimatedCost must be between 1 and 1000000000000 (PostgreSQL planner cost units), got 0.5",
+            "limits.perSubject.maxConcurrent must be between 1 and 1000, got 0",
             "/no/such/file",
         ] {
             assert!(msg.contains(needle), "{needle:?} missing in {msg}");

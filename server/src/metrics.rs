@@ -1,7 +1,7 @@
 //! Prometheus metrics of one server: requests, tool calls by tool and outcome, query latency,
-//! pool use, rejected queries, errors and the embeddings circuit breaker. Names and help texts come from
-//! `mcp_fleet_core::metrics::server`, the list the chart's alerts and dashboard are checked
-//! against. Each server owns its registry, so tests stay isolated.
+//! pool use, rejected queries, errors, calls refused for fair sharing and the embeddings circuit
+//! breaker. Names and help texts come from `mcp_fleet_core::metrics::server`, the list the
+//! chart's alerts and dashboard are checked against. Each server owns its registry, so tests stay isolated.
 
 use mcp_fleet_core::metrics::{Metric, server as names};
 
@@ -21,6 +21,7 @@ pub struct Metrics {
     pub query_duration: HistogramVec,
     pub rejected_queries: IntCounterVec,
     pub errors: IntCounterVec,
+    pub rate_limited: IntCounterVec,
     pub inflight_requests: IntGauge,
     pub pool_connections: IntGaugeVec,
     pub pool_max: IntGauge,
@@ -43,6 +44,7 @@ impl Metrics {
         let rejected_queries =
             IntCounterVec::new(opts(names::REJECTED_QUERIES), &["reason"]).expect("valid metric");
         let errors = IntCounterVec::new(opts(names::ERRORS), &["kind"]).expect("valid metric");
+        let rate_limited = IntCounterVec::new(opts(names::RATE_LIMITED), &["kind"]).expect("valid metric");
         let inflight_requests = IntGauge::with_opts(opts(names::INFLIGHT_REQUESTS)).expect("valid metric");
         let pool_connections =
             IntGaugeVec::new(opts(names::POOL_CONNECTIONS), &["state"]).expect("valid metric");
@@ -57,6 +59,7 @@ impl Metrics {
             Box::new(query_duration.clone()),
             Box::new(rejected_queries.clone()),
             Box::new(errors.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(inflight_requests.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_max.clone()),
@@ -73,6 +76,7 @@ impl Metrics {
             query_duration,
             rejected_queries,
             errors,
+            rate_limited,
             inflight_requests,
             pool_connections,
             pool_max,
@@ -130,6 +134,7 @@ mod tests {
         m.query_duration.with_label_values(&["t"]).observe(0.1);
         m.rejected_queries.with_label_values(&["r"]).inc();
         m.errors.with_label_values(&["k"]).inc();
+        m.rate_limited.with_label_values(&["rate"]).inc();
         m.pool_connections.with_label_values(&["idle"]).set(0);
         m.audit_records.with_label_values(&["written"]).inc();
         m.embeddings_circuit.with_label_values(&["closed"]).set(1);

@@ -42,15 +42,7 @@ pub async fn state(cfg: &ServerConfig) -> anyhow::Result<AppState> {
     // The audit writer starts with the state, on the current runtime.
     let audit =
         AuditLog::start(db.pool().clone(), db.mode(), metrics.clone(), audit::BUFFER, audit::RESERVE_WAIT);
-    Ok(AppState::new(
-        db,
-        embedder,
-        metrics,
-        cfg.row_cap,
-        cfg.max_result_bytes as usize,
-        &cfg.enabled_tools,
-        audit,
-    ))
+    Ok(AppState::new(db, embedder, metrics, cfg, audit))
 }
 
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {

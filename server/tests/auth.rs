@@ -10,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use mcp_fleet_core::server_config::{AuthMode, ServerConfigFile};
 use serde_json::{Value, json};
 use support::issuer::{Issuer, Key};
-use support::{Opts, Server, Tenant, call, call_raw, client, embedded_db, json as parse, server, tenant};
+use support::{
+    Opts, Server, Tenant, call, call_raw, client, embedded_db, json as parse, server, tenant, wait_for_audit,
+};
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("test setup").as_secs() as i64
@@ -235,6 +237,7 @@ async fn each_role_sees_exactly_its_tools_and_denials_are_audited() {
             &["analyst"],
             &[
                 "execute_sales_query",
+                "explain_sales_query",
                 "full_text_search_products",
                 "get_current_utc_date",
                 "get_multiple_table_schemas",
@@ -267,36 +270,15 @@ async fn each_role_sees_exactly_its_tools_and_denials_are_audited() {
     assert!(text.contains("-32003") || text.contains("may not call"), "{text}");
     let (e, _) = call(&ro, "get_current_utc_date", json!({})).await;
     assert!(!e);
-    let rows: Vec<(String, String, String, Value)> = wait_for_audit(&db, 2).await;
+    let rows = wait_for_audit(&db, 2).await;
     assert!(
-        rows.iter().any(|(tool, outcome, subject, args)| tool == "execute_sales_query"
-            && outcome == "denied"
-            && subject == "alice"
-            && args["postgresql_query"] == json!("SELECT 1")),
+        rows.iter().any(|r| r.tool == "execute_sales_query"
+            && r.outcome == "denied"
+            && r.subject == "alice"
+            && r.arguments["postgresql_query"] == json!("SELECT 1")),
         "{rows:?}"
     );
-    assert!(
-        rows.iter().any(|(tool, outcome, ..)| tool == "get_current_utc_date" && outcome == "ok"),
-        "{rows:?}"
-    );
-}
-
-async fn wait_for_audit(
-    db: &mcp_fleet_testkit::TestDb,
-    at_least: i64,
-) -> Vec<(String, String, String, Value)> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows: Vec<(String, String, String, Value)> =
-            sqlx::query_as("SELECT tool, outcome, subject, arguments FROM audit.tool_calls ORDER BY call_id")
-                .fetch_all(&db.admin)
-                .await
-                .expect("test setup");
-        if rows.len() as i64 >= at_least || std::time::Instant::now() > deadline {
-            return rows;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(rows.iter().any(|r| r.tool == "get_current_utc_date" && r.outcome == "ok"), "{rows:?}");
 }
 
 #[tokio::test]
@@ -370,7 +352,7 @@ async fn when_the_audit_trail_cannot_write_calls_fail_closed_and_nothing_is_lost
     assert!(accepted >= 4 && refused > 0, "accepted {accepted}, refused {refused}");
     sqlx::query("GRANT INSERT ON audit.tool_calls TO mcpfleet_tenant").execute(&db.admin).await.unwrap();
     let rows = wait_for_audit(&db, accepted).await;
-    assert_eq!(rows.len() as i64, accepted, "every call that ran is audited, none that did not");
+    assert_eq!(rows.len(), accepted, "every call that ran is audited, none that did not");
     let (err, _) = call(&c, "get_current_utc_date", json!({})).await;
     assert!(!err, "calls run again once the audit trail recovers");
 }

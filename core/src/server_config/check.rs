@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    AuthMode, AuthSection, DEFAULT_MAX_RESULT_BYTES, EmbeddingProvider, EmbeddingsSection,
-    MAX_RESULT_BYTES_RANGE, ServerConfigFile, TenancyMode,
+    AuthMode, AuthSection, DEFAULT_MAX_RESULT_BYTES, DEFAULT_PER_SUBJECT_MAX_CONCURRENT,
+    DEFAULT_PER_SUBJECT_REQUESTS_PER_MINUTE, EmbeddingProvider, EmbeddingsSection, MAX_ESTIMATED_COST_RANGE,
+    MAX_RESULT_BYTES_RANGE, PerSubjectSection, ServerConfigFile, TenancyMode,
 };
 use crate::TenantName;
 use crate::tools::{self, ToolName};
@@ -74,6 +75,8 @@ pub struct CheckedConfig {
     pub row_cap: u32,
     /// Most bytes of rows one tool result holds.
     pub max_result_bytes: u64,
+    /// Largest estimated cost of a query `execute_sales_query` runs; `None`: no limit.
+    pub max_estimated_cost: Option<f64>,
     /// Tool names to offer (all known); empty means all.
     pub enabled_tools: Vec<String>,
     pub embeddings: EmbeddingsSection,
@@ -82,9 +85,46 @@ pub struct CheckedConfig {
     pub max_concurrent_requests: u32,
     pub request_timeout: Duration,
     pub max_body_bytes: u64,
+    /// Each caller's limits (`limits.perSubject`).
+    pub per_subject: PerSubjectLimits,
     pub log_format: LogFormat,
     pub log_level: String,
     pub otlp_endpoint: Option<String>,
+}
+
+/// Each caller's share of the server, with defaults applied (`limits.perSubject`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerSubjectLimits {
+    /// Tool calls one caller may have running at once.
+    pub max_concurrent: u32,
+    /// Tool calls one caller may start per minute, on average.
+    pub requests_per_minute: u32,
+    /// Tool calls one caller may start at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl PerSubjectSection {
+    /// The limits with defaults applied, or what is wrong with them.
+    fn check(&self, problems: &mut Vec<Problem>) -> PerSubjectLimits {
+        let mut bounded = |name: &str, value: Option<u32>, default: u32, max: u32| {
+            let v = value.unwrap_or(default);
+            if !(1..=max).contains(&v) {
+                problems
+                    .push(format!("limits.perSubject.{name} must be between 1 and {max}, got {v}").into());
+            }
+            v
+        };
+        let max_concurrent =
+            bounded("maxConcurrent", self.max_concurrent, DEFAULT_PER_SUBJECT_MAX_CONCURRENT, 1000);
+        let requests_per_minute = bounded(
+            "requestsPerMinute",
+            self.requests_per_minute,
+            DEFAULT_PER_SUBJECT_REQUESTS_PER_MINUTE,
+            100_000,
+        );
+        let burst = bounded("burst", self.burst, requests_per_minute.max(1), 100_000);
+        PerSubjectLimits { max_concurrent, requests_per_minute, burst }
+    }
 }
 
 /// The database settings of a [`CheckedConfig`]. `Debug` shows neither the password nor the
@@ -213,6 +253,19 @@ impl ServerConfigFile {
                 .into(),
             );
         }
+        let max_estimated_cost = self.tools.max_estimated_cost;
+        if let Some(cost) = max_estimated_cost
+            && !MAX_ESTIMATED_COST_RANGE.contains(&cost)
+        {
+            problems.push(
+                format!(
+                    "tools.maxEstimatedCost must be between {} and {} (PostgreSQL planner cost units), got {cost}",
+                    MAX_ESTIMATED_COST_RANGE.start(),
+                    MAX_ESTIMATED_COST_RANGE.end()
+                )
+                .into(),
+            );
+        }
         for tool in &self.tools.enabled {
             if ToolName::parse(tool).is_none() {
                 problems.push(
@@ -263,6 +316,8 @@ impl ServerConfigFile {
             );
         }
 
+        let per_subject = self.limits.per_subject.check(&mut problems);
+
         let log_format = match self.logging.format.as_deref().unwrap_or("json") {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
@@ -305,6 +360,7 @@ impl ServerConfigFile {
             },
             row_cap,
             max_result_bytes,
+            max_estimated_cost,
             enabled_tools: self.tools.enabled.clone(),
             embeddings,
             auth: self.auth.clone(),
@@ -312,6 +368,7 @@ impl ServerConfigFile {
             max_concurrent_requests,
             request_timeout,
             max_body_bytes,
+            per_subject,
             log_format,
             log_level,
             otlp_endpoint: self.logging.otlp_endpoint.clone(),
@@ -349,8 +406,37 @@ mod tests {
         let checked = file.check().unwrap();
         assert_eq!(checked.row_cap, 500);
         assert_eq!(checked.max_result_bytes, 1 << 20);
+        assert_eq!(checked.max_estimated_cost, None, "no cost limit unless asked for");
         assert_eq!(checked.database.statement_timeout, Duration::from_secs(5));
         assert_eq!(checked.auth_mode, AuthMode::Oidc);
+        assert_eq!(
+            checked.per_subject,
+            PerSubjectLimits { max_concurrent: 4, requests_per_minute: 120, burst: 120 }
+        );
+    }
+
+    #[test]
+    fn per_subject_limits_are_bounded_and_the_burst_follows_a_small_rate() {
+        let mut file = valid();
+        file.limits.per_subject.requests_per_minute = Some(6);
+        assert_eq!(
+            file.check().unwrap().per_subject.burst,
+            6,
+            "a burst never exceeds a small rate by default"
+        );
+        file.limits.per_subject = PerSubjectSection {
+            max_concurrent: Some(0),
+            requests_per_minute: Some(1_000_000),
+            burst: Some(0),
+        };
+        let problems = file.validate().join("\n");
+        for needle in [
+            "limits.perSubject.maxConcurrent must be between 1 and 1000, got 0",
+            "limits.perSubject.requestsPerMinute must be between 1 and 100000, got 1000000",
+            "limits.perSubject.burst must be between 1 and 100000, got 0",
+        ] {
+            assert!(problems.contains(needle), "{needle:?} missing in {problems}");
+        }
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub fn builtin_roles() -> BTreeMap<String, RoleSection> {
         "analyst".to_owned(),
         RoleSection {
             inherits: vec!["readonly".into()],
-            tools: vec![ToolName::ExecuteSalesQuery.as_str().into()],
+            tools: vec![
+                ToolName::ExecuteSalesQuery.as_str().into(),
+                ToolName::ExplainSalesQuery.as_str().into(),
+            ],
             row_cap: Some(1000),
             ..Default::default()
         },

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use kube::{CustomResource, KubeSchema};
-use mcp_fleet_core::server_config::{ClaimsSection, EmbeddingProvider, OpenAiSection, RoleSection};
+use mcp_fleet_core::server_config::{
+    ClaimsSection, EmbeddingProvider, OpenAiSection, PerSubjectSection, RoleSection,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +102,9 @@ pub struct McpTenantSpec {
 
     #[serde(default)]
     pub tools: ToolsSpec,
+
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: LimitsSpec,
 
     #[serde(default)]
     pub service: ServiceSpec,
@@ -332,8 +337,27 @@ pub struct ToolsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 4096, max = 67108864))]
     pub max_result_bytes: Option<u64>,
+    /// Largest estimated cost (PostgreSQL's planner units) of a query `execute_sales_query`
+    /// runs: each query is planned first and one estimated above this is refused unrun, with a
+    /// message naming the estimate and the limit (`explain_sales_query` shows a query's
+    /// estimate). Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 1e12))]
+    pub max_estimated_cost: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embeddings: Option<EmbeddingsSpec>,
+}
+
+/// Limits of the tenant's server beyond its tools' own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Each caller's share of the server (a caller is a token's subject): tool calls running at
+    /// once (`maxConcurrent`, default 4) and started per minute (`requestsPerMinute`, default
+    /// 120, at most `burst` at once, default the per-minute rate), per replica. A call over either
+    /// is refused with a JSON-RPC error that says when to retry.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub per_subject: PerSubjectSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use mcp_fleet_core::server_config::{
     AUTH_CA_MOUNT_PATH, AuthMode, AuthSection, DB_PASSWORD_MOUNT_PATH, DatabaseSection, EmbeddingsSection,
-    LoggingSection, SERVER_PORT, ServerConfigFile, TenancyMode, ToolsSection,
+    LimitsSection, LoggingSection, SERVER_PORT, ServerConfigFile, TenancyMode, ToolsSection,
 };
 
 use super::names;
@@ -52,6 +52,7 @@ pub fn server_config(plan: &Plan) -> ServerConfigFile {
             enabled: spec.tools.enabled.clone(),
             row_cap: spec.tools.row_cap,
             max_result_bytes: spec.tools.max_result_bytes,
+            max_estimated_cost: spec.tools.max_estimated_cost,
         },
         embeddings: spec
             .tools
@@ -76,7 +77,7 @@ pub fn server_config(plan: &Plan) -> ServerConfigFile {
             roles: auth.roles.clone(),
             default_role: auth.default_role.clone(),
         },
-        limits: Default::default(),
+        limits: LimitsSection { per_subject: spec.limits.per_subject.clone(), ..LimitsSection::default() },
         logging: LoggingSection {
             format: Some("json".into()),
             level: Some(spec.server.log_level.clone().unwrap_or_else(|| "info".into())),
@@ -138,7 +139,12 @@ mod tests {
         assert_eq!(cfg.auth.ca_file.as_deref(), Some(std::path::Path::new(AUTH_CA_MOUNT_PATH)));
         assert_eq!(server_config(&minimal()).auth.ca_file, None);
         assert_eq!(cfg.tools.row_cap, Some(1000));
-        assert_eq!(cfg.tools.enabled.len(), 4);
+        assert_eq!(cfg.tools.enabled.len(), 5);
+        assert_eq!(cfg.tools.max_estimated_cost, Some(1e6));
+        assert_eq!(server_config(&minimal()).tools.max_estimated_cost, None);
+        assert_eq!(cfg.limits.per_subject.max_concurrent, Some(2));
+        assert_eq!(cfg.limits.per_subject.requests_per_minute, Some(60));
+        assert_eq!(server_config(&minimal()).limits, LimitsSection::default(), "the server's defaults apply");
         assert_eq!(cfg.embeddings.openai.unwrap().api_key_env.as_deref(), Some("AZURE_OPENAI_API_KEY"));
         assert_eq!(cfg.logging.level.as_deref(), Some("info,mcp_fleet_server=debug"));
     }

@@ -407,7 +407,9 @@ impl Report {
              tests), migrates, seeds the default sample (seed 42), backfills the product embeddings with the local \
              model and creates tenant `bench` (all 8 stores) with `tenancy.apply_tenant`.\n\
              - The server runs as its own process: `mcp-fleet-server serve --auth none --tenant bench \
-             --db-max-connections 10`, dedicated mode (logged in as `mcpt_bench_login`), default JSON logs at info \
+             --db-max-connections 10` with each caller's fair share lifted (`--per-subject-max-concurrent 1000 \
+             --per-subject-requests-per-minute 100000 --per-subject-burst 100000`: the load comes from one caller), \
+             dedicated mode (logged in as `mcpt_bench_login`), default JSON logs at info \
              written to a file. A second server runs with a config file whose `tools.enabled` leaves out the two \
              embedding tools, so it never loads the model.\n\
              - One load generator (`server/benches/fleet/load.rs`) drives every side: N tasks, each with its own \

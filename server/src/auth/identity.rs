@@ -19,7 +19,8 @@ pub const TENANT_HEADER: &str = "x-mcp-tenant";
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub tenant: TenantName,
-    /// Stable identifier of the caller (token subject), `anonymous` without authentication.
+    /// Stable identifier of the caller (token subject). Without authentication:
+    /// `x-rls-user-id:<uuid>` when that header names a store manager, else `anonymous`.
     pub subject: String,
     /// Narrows the tenant's stores; never widens them (PostgreSQL enforces it).
     pub scope: StoreScope,

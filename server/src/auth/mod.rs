@@ -75,13 +75,13 @@ impl Authenticator {
                         })?
                     }
                 };
-                Ok(Caller {
-                    tenant,
-                    subject: "anonymous".into(),
-                    scope,
-                    grants: Arc::new(Grants::everything()),
-                    request_id,
-                })
+                // The sample's manager header is the nearest thing to an identity here: each store
+                // manager gets its own share of the server, and everyone else shares one.
+                let subject = match &scope {
+                    StoreScope::RlsUser(id) => format!("{}:{id}", identity::RLS_USER_HEADER),
+                    _ => "anonymous".into(),
+                };
+                Ok(Caller { tenant, subject, scope, grants: Arc::new(Grants::everything()), request_id })
             }
             Authenticator::Oidc { oidc, .. } => {
                 let Some(value) = headers.get(header::AUTHORIZATION) else {

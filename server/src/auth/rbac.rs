@@ -80,11 +80,13 @@ mod tests {
         let m = map();
         let ro = m.grants(&["readonly".into()]);
         assert!(ro.allows("semantic_search_products") && !ro.allows("execute_sales_query") && !ro.pii);
+        assert!(!ro.allows("explain_sales_query"));
         assert_eq!(ro.row_cap, Some(100));
         let analyst = m.grants(&["analyst".into()]);
         assert!(
             analyst.allows("execute_sales_query") && analyst.allows("get_current_utc_date") && !analyst.pii
         );
+        assert!(analyst.allows("explain_sales_query"), "whoever may run a query may ask what it costs");
         assert_eq!(analyst.row_cap, Some(1000));
         let manager = m.grants(&["manager".into()]);
         assert!(manager.pii && manager.allows("execute_sales_query"));

@@ -3,15 +3,18 @@
 //! per-caller tool lists. Split by job:
 //!
 //! - `server`: the rmcp handler, and the one path every tool call takes (authorise, audit,
-//!   metrics, log);
+//!   each caller's fair share, metrics, log); `fair_share`: the per-caller limits;
 //! - `tools`: each tool's definition and its call into the domain code; `args`: the argument
 //!   types, whose bounds feed both the schema and the run-time checks;
 //! - `outcome`: how a call ends, and the one mapping of failures to MCP and JSON-RPC answers;
-//! - `sales`, `schema`, `search`: the domain code, which knows nothing of MCP;
+//! - `sales`, `schema`, `search`: the domain code, which knows nothing of MCP; `explain`: a
+//!   query's plan, compact (for `explain_sales_query` and the cost guard);
 //! - `state`, `audit` (the audit trail), `result` (the compact JSON of rows).
 
 pub mod args;
 pub mod audit;
+mod explain;
+pub mod fair_share;
 pub mod outcome;
 pub mod result;
 mod sales;

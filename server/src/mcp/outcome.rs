@@ -6,12 +6,17 @@ use rmcp::ErrorData;
 use rmcp::model::{CallToolResult, ContentBlock, ErrorCode};
 
 use super::audit::AuditUnavailable;
+use super::explain::Plan;
+use super::fair_share::Limited;
 use super::result::{Compact, error_json};
 use crate::db::DbError;
 
 /// JSON-RPC error code for "authenticated, but this role may not call that tool" — distinct from
 /// HTTP 401 (not authenticated) and from unknown tools (-32602).
 pub const FORBIDDEN_CODE: ErrorCode = ErrorCode(-32003);
+/// JSON-RPC error code for "this caller is over its share; retry later" (as HTTP 429). The
+/// error's data says when: `{"retryAfterSeconds": n, "limit": "rate" | "concurrency"}`.
+pub const RATE_LIMITED_CODE: ErrorCode = ErrorCode(-32029);
 
 /// How a tool call ended, for metrics, the audit trail and the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,13 +49,15 @@ pub enum ToolOutput {
     Text(String),
     /// Rows in the sample's compact JSON shape.
     Rows(Compact),
+    /// A query's plan (`explain_sales_query`).
+    Plan(Plan),
 }
 
 impl ToolOutput {
     /// Rows returned, for the audit trail and the log.
     pub fn rows(&self) -> Option<usize> {
         match self {
-            ToolOutput::Text(_) => None,
+            ToolOutput::Text(_) | ToolOutput::Plan(_) => None,
             ToolOutput::Rows(c) => Some(c.rows.len()),
         }
     }
@@ -61,6 +68,9 @@ impl ToolOutput {
         match self {
             ToolOutput::Text(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
             ToolOutput::Rows(c) => CallToolResult::structured(c.to_json()),
+            ToolOutput::Plan(p) => CallToolResult::structured(
+                serde_json::to_value(p).expect("a plan is plain data and always serialises"),
+            ),
         }
     }
 }
@@ -78,15 +88,24 @@ pub struct ToolFailure {
     /// Shown as plain text rather than in the sample's error shape (arguments that do not
     /// deserialize, worded as rmcp words them).
     plain: bool,
+    /// The error shape is also `structuredContent` (for the tools whose output schema it fits).
+    structured: bool,
 }
 
 impl ToolFailure {
     pub fn rejected(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { message: message.into(), reason, outcome: Outcome::Rejected, query: None, plain: false }
+        Self {
+            message: message.into(),
+            reason,
+            outcome: Outcome::Rejected,
+            query: None,
+            plain: false,
+            structured: true,
+        }
     }
 
     pub fn error(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { message: message.into(), reason, outcome: Outcome::Error, query: None, plain: false }
+        Self { outcome: Outcome::Error, ..Self::rejected(reason, message) }
     }
 
     /// Arguments that do not fit the tool's argument type.
@@ -100,11 +119,21 @@ impl ToolFailure {
         self
     }
 
+    /// The error shape as text only: for a tool whose output schema is not the rows' shape.
+    pub fn text_only(mut self) -> Self {
+        self.structured = false;
+        self
+    }
+
     pub fn into_result(self) -> CallToolResult {
         if self.plain {
-            CallToolResult::error(vec![ContentBlock::text(self.message)])
+            return CallToolResult::error(vec![ContentBlock::text(self.message)]);
+        }
+        let shape = error_json(&self.message, self.query.as_deref());
+        if self.structured {
+            CallToolResult::structured_error(shape)
         } else {
-            CallToolResult::structured_error(error_json(&self.message, self.query.as_deref()))
+            CallToolResult::error(vec![ContentBlock::text(shape.to_string())])
         }
     }
 }
@@ -113,7 +142,7 @@ impl From<DbError> for ToolFailure {
     fn from(e: DbError) -> Self {
         let outcome =
             if matches!(e, DbError::UnknownStore { .. }) { Outcome::Rejected } else { Outcome::Error };
-        Self { message: e.to_string(), reason: e.reason(), outcome, query: None, plain: false }
+        Self { outcome, ..Self::rejected(e.reason(), e.to_string()) }
     }
 }
 
@@ -134,6 +163,8 @@ pub enum CallError {
     AuditUnavailable(#[from] AuditUnavailable),
     #[error("your role(s) {roles:?} may not call {tool:?}; call tools/list to see the tools you may use")]
     Forbidden { tool: String, roles: Vec<String> },
+    #[error(transparent)]
+    RateLimited(#[from] Limited),
     #[error("no resource {0:?}; list resources to see the table schemas")]
     UnknownResource(String),
     /// Reading a resource failed (the message is the tool failure's).
@@ -147,6 +178,14 @@ impl From<CallError> for ErrorData {
         match e {
             CallError::UnknownTool(_) => ErrorData::invalid_params(message, None),
             CallError::Forbidden { .. } => ErrorData::new(FORBIDDEN_CODE, message, None),
+            CallError::RateLimited(limited) => ErrorData::new(
+                RATE_LIMITED_CODE,
+                message,
+                Some(serde_json::json!({
+                    "retryAfterSeconds": limited.retry_after_secs(),
+                    "limit": limited.kind(),
+                })),
+            ),
             CallError::UnknownResource(_) => ErrorData::resource_not_found(message, None),
             CallError::NoCaller | CallError::AuditUnavailable(_) | CallError::Resource(_) => {
                 ErrorData::internal_error(message, None)
@@ -181,5 +220,11 @@ mod tests {
         assert_eq!(forbidden.code, FORBIDDEN_CODE);
         assert_eq!(ErrorData::from(CallError::UnknownTool("x".into())).code, ErrorCode::INVALID_PARAMS);
         assert_eq!(ErrorData::from(CallError::NoCaller).code, ErrorCode::INTERNAL_ERROR);
+        let limited =
+            Limited::Rate { per_minute: 60, burst: 5, retry_after: std::time::Duration::from_millis(2500) };
+        let refused = ErrorData::from(CallError::RateLimited(limited));
+        assert_eq!(refused.code, RATE_LIMITED_CODE);
+        assert!(refused.message.starts_with("rate limited:"), "{}", refused.message);
+        assert_eq!(refused.data, Some(json!({"retryAfterSeconds": 3, "limit": "rate"})));
     }
 }

@@ -1,7 +1,7 @@
 //! The MCP handler (rmcp): server info, per-caller tool lists, table schemas as resources, and
 //! the one path every tool call takes — identify the caller, check the tool is offered, reserve
-//! the audit record, authorise, run the tool, then record the outcome once (audit, metrics, log)
-//! and answer. Does I/O through the tools and the audit trail.
+//! the audit record, authorise, take a place in the caller's fair share, run the tool, then
+//! record the outcome once (audit, metrics, log) and answer. Does I/O through the tools and the audit trail.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::audit::AuditTicket;
+use super::fair_share::{Admitted, Subject};
 use super::outcome::{CallError, Outcome, ToolFailure, ToolOutput};
 use super::state::AppState;
 use super::{schema, tools};
@@ -24,7 +25,7 @@ use crate::auth::identity::Caller;
 const INSTRUCTIONS: &str = "Read-only analytics over the Zava DIY retail database (stores, customers, \
 categories, product types, products, inventory, orders, order items). Call get_multiple_table_schemas \
 before writing SQL and use only the tables and columns it shows; execute_sales_query runs one read-only \
-SELECT. Use semantic_search_products for plain-language product questions. You only ever see your own \
+SELECT, and explain_sales_query estimates what one would cost without running it. Use semantic_search_products for plain-language product questions. You only ever see your own \
 tenant's stores.";
 
 /// The MCP server handler. Cheap to create per request: it holds one `Arc`.
@@ -52,11 +53,12 @@ impl RetailServer {
     }
 
     /// A tool call up to the point where the tool runs: `Err` refuses it with a JSON-RPC error.
+    /// The call holds its place in its caller's share until the [`Admitted`] is dropped.
     async fn admit(
         &self,
         caller: &Caller,
         request: &CallToolRequestParams,
-    ) -> Result<(ToolName, AuditTicket), CallError> {
+    ) -> Result<(ToolName, AuditTicket, Admitted), CallError> {
         let tool = ToolName::parse(&request.name)
             .filter(|t| self.state.offers(*t))
             .ok_or_else(|| CallError::UnknownTool(request.name.to_string()))?;
@@ -75,7 +77,20 @@ impl RetailServer {
             ticket.complete(Outcome::Denied, None, Some(&refusal.to_string()));
             return Err(refusal);
         }
-        Ok((tool, ticket))
+        let subject = Subject { tenant: caller.tenant.to_string(), subject: caller.subject.clone() };
+        match self.state.fair_share.admit(subject).await {
+            Ok(admitted) => Ok((tool, ticket, admitted)),
+            Err(limited) => {
+                let m = &self.state.metrics;
+                m.rate_limited.with_label_values(&[limited.kind()]).inc();
+                m.tool_calls.with_label_values(&[tool.as_str(), Outcome::Rejected.as_str()]).inc();
+                tracing::warn!(tool = %tool, tenant = %caller.tenant, subject = %caller.subject, request_id = %caller.request_id,
+                    limit = limited.kind(), retry_after_s = limited.retry_after_secs(), "tool call rate limited");
+                let refusal = CallError::from(limited);
+                ticket.complete(Outcome::Rejected, None, Some(&refusal.to_string()));
+                Err(refusal)
+            }
+        }
     }
 
     /// Audit, metrics and the log line of a finished call.
@@ -150,9 +165,10 @@ impl ServerHandler for RetailServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&ctx)?;
-        let (tool, ticket) = self.admit(&caller, &request).await?;
+        let (tool, ticket, admitted) = self.admit(&caller, &request).await?;
         let started = Instant::now();
         let result = tools::call(&self.state, &caller, tool, request.arguments.unwrap_or_default()).await;
+        drop(admitted);
         self.record(tool, &caller, started.elapsed(), ticket, &result);
         Ok(match result {
             Ok(output) => output.into_result(),

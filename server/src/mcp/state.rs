@@ -1,11 +1,13 @@
-//! What every request shares: the database, the embedder, metrics, limits and the audit trail,
-//! and which tools this server offers. Data, no I/O of its own.
+//! What every request shares: the database, the embedder, metrics, limits (each caller's share
+//! among them) and the audit trail, and which tools this server offers. Data, no I/O of its own.
 
 use std::sync::Arc;
 
+use mcp_fleet_core::server_config::CheckedConfig;
 use mcp_fleet_core::tools::ToolName;
 
 use super::audit::AuditLog;
+use super::fair_share::FairShare;
 use super::result::Limits;
 use super::schema::SchemaCache;
 use crate::auth::identity::Caller;
@@ -20,26 +22,30 @@ pub struct AppState {
     pub row_cap: u32,
     /// Most bytes of rows one result holds.
     pub max_result_bytes: usize,
+    /// Largest estimated cost of a query `execute_sales_query` runs (`tools.maxEstimatedCost`).
+    pub max_estimated_cost: Option<f64>,
     /// Tools offered at all (configuration, and an embedder for those that need one); the
     /// caller's grants narrow this further.
     pub enabled_tools: Vec<ToolName>,
     pub schema_cache: SchemaCache,
+    /// Each caller's share of the server (`limits.perSubject`).
+    pub fair_share: FairShare,
     /// The identity of stdio sessions, which have no HTTP request to authenticate.
     pub stdio_caller: Option<Caller>,
     pub audit: AuditLog,
 }
 
 impl AppState {
-    /// `enabled` lists tool names from the configuration (checked there); empty means all.
+    /// The tools' settings come from the checked configuration (`tools.enabled` lists tool names
+    /// checked there; empty means all).
     pub fn new(
         db: TenantDb,
         embedder: Option<Arc<dyn Embedder>>,
         metrics: Arc<Metrics>,
-        row_cap: u32,
-        max_result_bytes: usize,
-        enabled: &[String],
+        cfg: &CheckedConfig,
         audit: AuditLog,
     ) -> Self {
+        let enabled = &cfg.enabled_tools;
         let enabled_tools = ToolName::ALL
             .into_iter()
             .filter(|t| enabled.is_empty() || enabled.iter().any(|e| e == t.as_str()))
@@ -49,10 +55,12 @@ impl AppState {
             db,
             embedder,
             metrics,
-            row_cap,
-            max_result_bytes,
+            row_cap: cfg.row_cap,
+            max_result_bytes: usize::try_from(cfg.max_result_bytes).unwrap_or(usize::MAX),
+            max_estimated_cost: cfg.max_estimated_cost,
             enabled_tools,
             schema_cache: SchemaCache::new(),
+            fair_share: FairShare::new(cfg.per_subject, crate::clock::system()),
             stdio_caller: None,
             audit,
         }

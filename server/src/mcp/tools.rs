@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::args::{
     FullTextSearchArgs, HybridSearchArgs, SalesQueryArgs, SemanticSearchArgs, TableSchemasArgs,
 };
+use super::explain::Plan;
 use super::outcome::{ToolFailure, ToolOutput};
 use super::result::RowsSchema;
 use super::state::AppState;
@@ -25,6 +26,7 @@ fn title(tool: ToolName) -> &'static str {
     match tool {
         ToolName::GetMultipleTableSchemas => "Table schemas",
         ToolName::ExecuteSalesQuery => "Run a read-only sales query",
+        ToolName::ExplainSalesQuery => "Estimate a sales query's cost",
         ToolName::SemanticSearchProducts => "Search products by meaning",
         ToolName::FullTextSearchProducts => "Search products by words",
         ToolName::HybridSearchProducts => "Search products by meaning and words",
@@ -51,6 +53,7 @@ fn describe(tool: ToolName) -> Tool {
         | ToolName::HybridSearchProducts => {
             described.with_raw_output_schema(schema_for_output::<RowsSchema>())
         }
+        ToolName::ExplainSalesQuery => described.with_raw_output_schema(schema_for_output::<Plan>()),
         // Text, as the reference sample returns it.
         ToolName::GetMultipleTableSchemas | ToolName::GetCurrentUtcDate => described,
     }
@@ -66,6 +69,10 @@ fn arguments(tool: ToolName) -> Tool {
         ToolName::ExecuteSalesQuery => with_args::<SalesQueryArgs>(
             tool,
             "Run one read-only PostgreSQL SELECT against the retail schema and return compact JSON {\"c\":[columns],\"r\":[rows],\"n\":count}. Always fetch and inspect the schema with get_multiple_table_schemas before writing SQL; use only exact table and column names, and never invent data, columns, tables, or values — if the information isn't in the schema or database, say it cannot be answered. Join related tables for clarity, aggregate where appropriate, and limit output to 20 rows with a note that the limit is for readability. To identify store types use retail.stores.is_online (true = online store). NEVER return entity IDs or UUIDs to the user; use descriptive names. Only SELECT/WITH over the retail tables is allowed; the server caps the rows returned and says when it did.",
+        ),
+        ToolName::ExplainSalesQuery => with_args::<SalesQueryArgs>(
+            tool,
+            "Show how PostgreSQL would run a query for execute_sales_query, without running it: the estimated total cost (planner units, not time), the estimated rows, and the plan as a tree of nodes (node type, table, index, cost, rows). The query is checked exactly as execute_sales_query checks it. Use it before a query that may be slow (large joins, no filters) and to compare ways of asking; when the server has a cost limit, the answer says whether execute_sales_query would run the query.",
         ),
         ToolName::SemanticSearchProducts => with_args::<SemanticSearchArgs>(
             tool,
@@ -119,6 +126,13 @@ pub async fn call(
                 .await
                 .map(ToolOutput::Rows)
                 .map_err(|f| f.with_query(&args.postgresql_query))
+        }
+        ToolName::ExplainSalesQuery => {
+            let args: SalesQueryArgs = parse(arguments)?;
+            sales::explain(state, caller, &args.postgresql_query)
+                .await
+                .map(ToolOutput::Plan)
+                .map_err(|f| f.with_query(&args.postgresql_query).text_only())
         }
         ToolName::SemanticSearchProducts => {
             search::semantic(state, caller, &parse(arguments)?).await.map(ToolOutput::Rows)

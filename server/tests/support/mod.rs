@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mcp_fleet_core::progress::Progress;
+use mcp_fleet_core::server_config::PerSubjectSection;
 use mcp_fleet_core::tenant::{TenantName, generate_password, scram_verifier};
 use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_server::config::{self, ServeArgs};
@@ -75,7 +76,8 @@ impl Drop for Server {
 /// Options for a test server beyond the defaults.
 #[derive(Default, Clone)]
 pub struct Opts {
-    /// The configuration file contents (auth, roles...); `--auth none` when absent.
+    /// The configuration file contents (auth, roles...); `--auth none` when absent. Each caller's
+    /// share (`limits.perSubject`) is lifted unless the file sets it.
     pub file: Option<mcp_fleet_core::server_config::ServerConfigFile>,
     /// JWKS cache timings (tests shorten the refresh interval).
     pub jwks: Option<mcp_fleet_server::auth::jwks::JwksOptions>,
@@ -83,6 +85,7 @@ pub struct Opts {
     pub audit_capacity: Option<usize>,
     pub row_cap: Option<u32>,
     pub max_result_bytes: Option<u64>,
+    pub max_estimated_cost: Option<f64>,
     pub statement_timeout: Option<String>,
     pub max_concurrent_requests: Option<u32>,
     /// Log in as this tenant's role while claiming to serve `tenant` (readiness must notice).
@@ -96,7 +99,15 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
     let (user, password) = opts.login_as.clone().unwrap_or((t.name.login_role(), t.password.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let file = opts.file.clone().unwrap_or_default();
+    let mut file = opts.file.clone().unwrap_or_default();
+    if file.limits.per_subject == PerSubjectSection::default() {
+        // Tests call far faster than any model: each caller's share is lifted unless a test sets it.
+        file.limits.per_subject = PerSubjectSection {
+            max_concurrent: Some(1000),
+            requests_per_minute: Some(100_000),
+            burst: Some(100_000),
+        };
+    }
     let args = ServeArgs {
         tenant: Some(t.name.to_string()),
         database_url: Some(db.url_as(&user, "").replace(":@", "@")),
@@ -104,6 +115,7 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
         public_url: Some(format!("http://{addr}/mcp")),
         row_cap: opts.row_cap,
         max_result_bytes: opts.max_result_bytes,
+        max_estimated_cost: opts.max_estimated_cost,
         statement_timeout: opts.statement_timeout.clone(),
         max_concurrent_requests: opts.max_concurrent_requests,
         ..Default::default()
@@ -190,4 +202,44 @@ pub fn text_of(result: &CallToolResult) -> (bool, String) {
 /// Parses a compact result `{"c":..,"r":..,"n":..}`.
 pub fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// One row of the audit trail, as the tests read it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AuditRow {
+    pub tool: String,
+    pub outcome: String,
+    pub subject: String,
+    pub arguments: Value,
+    pub error: Option<String>,
+}
+
+/// The audit trail once it holds at least `at_least` rows (the writer batches them off the
+/// request path), or as it is after 10 seconds.
+pub async fn wait_for_audit(db: &TestDb, at_least: usize) -> Vec<AuditRow> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT tool, outcome, subject, arguments, error FROM audit.tool_calls ORDER BY call_id",
+        )
+        .fetch_all(&db.admin)
+        .await
+        .expect("the audit trail is readable as the admin");
+        if rows.len() >= at_least || std::time::Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The server's Prometheus metrics, as text.
+pub async fn metrics(srv: &Server) -> String {
+    reqwest::Client::new()
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
 }
