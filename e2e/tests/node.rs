@@ -142,7 +142,7 @@ async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
     let pdbs = ns.api::<PodDisruptionBudget>();
     let budget_allows_one = || async {
         let status = pdbs.get(&t).await.expect("the tenant's PodDisruptionBudget").status?;
-        (status.current_healthy == 2 && status.disruptions_allowed == 1).then_some(())
+        (status.current_healthy == Some(2) && status.disruptions_allowed == Some(1)).then_some(())
     };
     eventually("two healthy server pods, one disruption allowed", WAIT * 4, budget_allows_one).await;
     let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
