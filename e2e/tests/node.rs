@@ -139,17 +139,26 @@ async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
     // replacement is Ready the other pod may go.
     let patch = json!({"spec": {"server": {"replicas": 2}}});
     ns.api::<McpTenant>().patch(&t, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    // The scale changes the server's config (its share of the connection limit), so the pods roll
+    // first: wait until exactly two Ready pods remain and the budget has seen them.
     let pdbs = ns.api::<PodDisruptionBudget>();
-    let budget_allows_one = || async {
-        let status = pdbs.get(&t).await.expect("the tenant's PodDisruptionBudget").status?;
-        (status.current_healthy == Some(2) && status.disruptions_allowed == Some(1)).then_some(())
-    };
-    eventually("two healthy server pods, one disruption allowed", WAIT * 4, budget_allows_one).await;
-    let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
-    let server_pods = ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.unwrap();
-    let names: Vec<String> = server_pods.items.iter().map(|p| p.name_any()).collect();
-    assert_eq!(names.len(), 2, "{names:?}");
     let pods = ns.api::<Pod>();
+    let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
+    let settled = || async {
+        let list = pods.list(&ListParams::default().labels(&selector)).await.expect("list server pods").items;
+        let ready = |p: &Pod| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        let status = pdbs.get(&t).await.expect("the tenant's PodDisruptionBudget").status?;
+        let budget = status.current_healthy == Some(2) && status.disruptions_allowed == Some(1);
+        (budget && list.len() == 2 && list.iter().all(ready))
+            .then(|| list.iter().map(|p| p.name_any()).collect::<Vec<_>>())
+    };
+    let names = eventually("two Ready server pods, one disruption allowed", WAIT * 4, settled).await;
     pods.evict(&names[0], &EvictParams::default()).await.expect("the first eviction keeps the budget");
     match pods.evict(&names[1], &EvictParams::default()).await {
         Err(kube::Error::Api(e)) => {
@@ -158,7 +167,8 @@ async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
         }
         other => panic!("a second eviction at once would break the budget, yet: {other:?}"),
     }
-    eventually("the replacement pod Ready, one disruption allowed again", WAIT * 4, budget_allows_one).await;
+    let now = eventually("the replacement Ready, one disruption allowed again", WAIT * 4, settled).await;
+    assert!(now.contains(&names[1]) && !now.contains(&names[0]), "{names:?} -> {now:?}");
     pods.evict(&names[1], &EvictParams::default())
         .await
         .expect("with the replacement Ready, the other may go");
