@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use mcp_fleet_sql_guard::{self as sql_guard, SqlPolicy};
 use sqlx::{Column, Executor, SqlSafeStr, Statement};
+use tracing::Instrument as _;
 
 use super::outcome::ToolFailure;
 use super::result::{Collector, Compact, Limits};
@@ -28,13 +29,23 @@ pub async fn execute(
     sql: &str,
     limits: Limits,
 ) -> Result<Compact, ToolFailure> {
-    let validated = sql_guard::validate(sql, policy())?;
-    let text = if !caller.grants.pii && validated.tables.contains("retail.customers") {
-        mask_customers(&validated.sql)?
-    } else {
-        validated.sql
-    };
+    let text = tracing::info_span!("validate sql").in_scope(|| checked(sql, caller))?;
     let body = text.trim().trim_end_matches(';').trim_end();
+    run(state, caller, body, limits).instrument(crate::db::query_span()).await
+}
+
+/// `sql` as the validator rewrote it, pointed at the masked customers for callers without PII.
+fn checked(sql: &str, caller: &Caller) -> Result<String, ToolFailure> {
+    let validated = sql_guard::validate(sql, policy())?;
+    if !caller.grants.pii && validated.tables.contains("retail.customers") {
+        mask_customers(&validated.sql)
+    } else {
+        Ok(validated.sql)
+    }
+}
+
+/// Describes and runs the validated `body` in the caller's read-only transaction.
+async fn run(state: &AppState, caller: &Caller, body: &str, limits: Limits) -> Result<Compact, ToolFailure> {
     let db_error = |e| DbError::from_query(e, state.db.statement_timeout());
     let mut tx = state.db.read_only(caller).await?;
     let started = Instant::now();
