@@ -31,10 +31,12 @@ impl OtlpTraces {
     /// Starts exporting to `endpoint`, the collector's OTLP/HTTP base URL (what
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` holds, e.g. `http://otel-collector:4318`; `/v1/traces` is
     /// appended unless it is there). `service` and `version` name the program in the resource.
-    /// Batching follows the SDK's `OTEL_BSP_*` environment variables.
+    /// Batching follows the SDK's `OTEL_BSP_*` environment variables. Installs ring as the
+    /// process's rustls provider if none is yet (the exporter's HTTP client needs one).
     pub fn start(endpoint: &str, service: &'static str, version: &'static str) -> Result<Self, String> {
         use opentelemetry_otlp::WithExportConfig as _;
         let url = traces_url(endpoint)?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(url.clone())
