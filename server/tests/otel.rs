@@ -130,7 +130,8 @@ async fn a_tool_call_is_traced_under_the_callers_span_and_flushed_at_sigterm() {
 async fn a_missing_collector_costs_no_call_anything() {
     let db = embedded_db().await;
     let t = tenant(&db, &[1]).await;
-    // Nothing listens there; batches go (and fail) every 50 ms while the calls run.
+    // Nothing listens there: batches leave every 50 ms and fail (after the exporter's retries)
+    // while the calls run and at shutdown.
     let nowhere = format!("http://127.0.0.1:{}", mcp_fleet_testkit::process::free_port());
     let server = ServerProcess::start(&db, &t, &nowhere, 50);
     let c = client(&server.url, &[]).await;
