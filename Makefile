@@ -1,5 +1,6 @@
 # mcp-fleet: the verbs. `make demo` and `make test` are the quick start; both install what they
-# need (PostgreSQL + pgvector, the embedding model, Kubernetes binaries, the Python MCP SDK).
+# need (PostgreSQL + pgvector, the embedding model, Kubernetes binaries, the Python MCP SDK, an
+# OpenTelemetry Collector).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export RUST_BACKTRACE ?= 0
@@ -10,13 +11,13 @@ export CANDLE_NUM_THREADS ?= $(shell nproc)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 SERVER := $(TARGET_DIR)/debug/mcp-fleet-server
 
-.PHONY: help deps deps-pg model k8s-binaries node-binaries images py-env test lint fmt demo demo-down \
+.PHONY: help deps deps-pg model k8s-binaries node-binaries otelcol images py-env test lint fmt demo demo-down \
 	cluster-up cluster-down control-plane-up control-plane-down
 
 help: ## list the verbs
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-deps: deps-pg model k8s-binaries node-binaries py-env object-stores ## install everything tests and demo need (idempotent)
+deps: deps-pg model k8s-binaries node-binaries otelcol py-env object-stores ## install everything tests and demo need (idempotent)
 
 deps-pg: ## PostgreSQL 15 server + pgvector from Debian's source package
 	@scripts/pg-install.sh
@@ -29,6 +30,9 @@ k8s-binaries: ## etcd, the control plane, kubelet, kube-proxy, kubectl, helm fro
 
 node-binaries: ## containerd, CNI plugins, crictl, CoreDNS, metrics-server, Traefik, pause (cached)
 	@scripts/node-binaries.sh >/dev/null
+
+otelcol: ## the OpenTelemetry Collector the trace tests export to (OTLP in, JSON file out), from Go modules (cached)
+	@scripts/otelcol.sh >/dev/null
 
 images: node-binaries model ## the server, operator and add-on images, without Docker (prints names and sizes)
 	@scripts/images.sh | sed '$$d'

@@ -309,7 +309,8 @@ pub struct LoggingSection {
     /// An `EnvFilter` directive, e.g. `info` or `info,mcp_fleet_server=debug`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
-    /// OTLP/gRPC endpoint for traces, e.g. `http://otel-collector:4317`.
+    /// Where traces go: an OTLP/HTTP (protobuf) collector's base URL, e.g.
+    /// `http://otel-collector:4318` (`/v1/traces` is appended). No traces are exported without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
 }

@@ -177,6 +177,14 @@ async fn the_chart_lints_and_renders_with_default_and_full_values() {
         url.unwrap()["valueFrom"]["secretKeyRef"],
         serde_json::json!({"name": "pg-admin", "key": "url"})
     );
+    // logging.otlpEndpoint: the operator's traces go there, and its NetworkPolicy lets them out.
+    let otlp = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT");
+    assert_eq!(otlp.unwrap()["value"], "http://otel-collector.observability:4318");
+    let egress = find(&full, "NetworkPolicy")["spec"]["egress"].as_array().unwrap().clone();
+    assert!(
+        egress.iter().any(|rule| rule["ports"] == serde_json::json!([{"protocol": "TCP", "port": 4318}])),
+        "{egress:?}"
+    );
     let dashboard = find(&full, "ConfigMap");
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
     let json = dashboard["data"]["mcp-fleet.json"].as_str().expect("the dashboard JSON");

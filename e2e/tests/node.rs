@@ -142,6 +142,7 @@ async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
     // The scale changes the server's config (its share of the connection limit), so the pods roll
     // first: wait until exactly two Ready pods remain and the budget has seen them.
     let pdbs = ns.api::<PodDisruptionBudget>();
+    let deployments = ns.api::<Deployment>();
     let pods = ns.api::<Pod>();
     let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
     let settled = || async {
@@ -153,9 +154,14 @@ async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
                     .and_then(|s| s.conditions.as_ref())
                     .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         };
+        // The roll is over: both pods are of the Deployment's current template, and no other is left.
+        let hash = |p: &Pod| p.labels().get("pod-template-hash").cloned();
+        let rolled = deployments.get(&t).await.expect("the tenant's Deployment").status.is_some_and(|s| {
+            s.replicas == Some(2) && s.updated_replicas == Some(2) && s.ready_replicas == Some(2)
+        }) && list.iter().all(|p| hash(p).is_some() && hash(p) == hash(&list[0]));
         let status = pdbs.get(&t).await.expect("the tenant's PodDisruptionBudget").status?;
         let budget = status.current_healthy == Some(2) && status.disruptions_allowed == Some(1);
-        (budget && list.len() == 2 && list.iter().all(ready))
+        (rolled && budget && list.len() == 2 && list.iter().all(ready))
             .then(|| list.iter().map(|p| p.name_any()).collect::<Vec<_>>())
     };
     let names = eventually("two Ready server pods, one disruption allowed", WAIT * 4, settled).await;

@@ -20,6 +20,7 @@ use mcp_fleet_core::server_config::ServerConfigFile;
 use mcp_fleet_e2e::{BackgroundBin, TestNamespace, WAIT, WorkspaceBin, eventually};
 use mcp_fleet_operator::crd::{McpTenant, McpTenantStatus, condition};
 use mcp_fleet_testkit::TestDb;
+use mcp_fleet_testkit::otelcol::{Collector, ExportedSpan};
 use mcp_fleet_testkit::pg::unique_name;
 use mcp_fleet_testkit::process::free_port;
 use serde_json::json;
@@ -75,11 +76,16 @@ impl World {
 
     /// Starts an operator watching this namespace (leader election on a Lease in it).
     async fn operator(&self, identity: &str, resync: &str) -> Operator {
+        self.operator_with(identity, resync, &[]).await
+    }
+
+    /// [`World::operator`] with further flags.
+    async fn operator_with(&self, identity: &str, resync: &str, extra: &[&str]) -> Operator {
         let bin =
             tokio::task::spawn_blocking(|| WorkspaceBin::build("mcp-fleet-operator")).await.expect("build");
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let args = [
+        let mut args = vec![
             "--watch-namespace",
             self.ns.name(),
             "--lease-namespace",
@@ -101,6 +107,7 @@ impl World {
             "--log-format",
             "text",
         ];
+        args.extend_from_slice(extra);
         Operator { process: self.ns.spawn_bin(&bin, &args), port }
     }
 
@@ -402,6 +409,28 @@ fn pod_hash(d: &Deployment) -> String {
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get("mcpfleet.io/config-hash").cloned())
         .expect("the pod template carries the config hash")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_reconcile_is_a_span_at_the_otlp_endpoint_flushed_at_sigterm() {
+    let collector = Collector::start().expect("an OpenTelemetry Collector (scripts/otelcol.sh)");
+    let w = World::new("op-otel").await;
+    let endpoint = collector.endpoint();
+    let op = w.operator_with("op-a", "1m", &["--otlp-endpoint", &endpoint]).await;
+    let tenant = tenant_name();
+    w.create("traced", one_store_spec(&tenant, "2")).await;
+    w.wait_status("traced", "DatabaseReady", db_ready).await;
+    // The batch delay (5 s) has likely not passed: the spans leave at the graceful stop.
+    op.process.stop(WAIT).await;
+    let is_reconcile = |s: &ExportedSpan| s.name == "reconcile" && s.attribute("name") == Some("traced");
+    let spans = collector
+        .wait_for_spans(Duration::from_secs(10), |s| s.iter().any(|s| is_reconcile(s) && s.status_code != 2))
+        .expect("the reconcile spans");
+    let ok = spans.iter().find(|s| is_reconcile(s) && s.status_code != 2).expect("a successful reconcile");
+    assert_eq!(ok.service, "mcp-fleet-operator");
+    assert_eq!(ok.attribute("namespace"), Some(w.ns.name()), "{ok:?}");
+    assert_eq!(ok.attribute("outcome"), Some("ok"), "{ok:?}");
+    assert!(ok.parent_span_id.is_empty(), "a reconcile starts its own trace: {ok:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,6 +86,12 @@ pub struct Cli {
     /// Log filter, e.g. info or info,kube=debug.
     #[arg(long, env = "MCP_FLEET_OPERATOR_LOG", default_value = "info")]
     pub log: String,
+
+    /// Export a trace span per reconcile over OTLP/HTTP (protobuf) to this collector base URL,
+    /// e.g. http://otel-collector.observability:4318 (`/v1/traces` is appended). No export
+    /// without it.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Cli {

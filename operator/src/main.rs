@@ -1,10 +1,11 @@
-//! The operator binary: configuration, logging, leader election, the HTTP endpoints and the
-//! controller. Does I/O.
+//! The operator binary: configuration, logging and traces, leader election, the HTTP endpoints
+//! and the controller. Does I/O.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use mcp_fleet_core::otlp::OtlpTraces;
 use mcp_fleet_operator::cli::Cli;
 use mcp_fleet_operator::controller::{self, ControllerSettings};
 use mcp_fleet_operator::leader::{LeaderElector, LeaseSettings};
@@ -13,14 +14,32 @@ use mcp_fleet_operator::validate::Defaults;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli);
-    // kube's rustls client needs a process-wide crypto provider; ring is the only one built.
+    // kube's rustls client and the OTLP exporter's need a process-wide crypto provider; ring is
+    // the only one built.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let traces = cli
+        .otlp_endpoint
+        .as_deref()
+        .map(|url| OtlpTraces::start(url, "mcp-fleet-operator", env!("CARGO_PKG_VERSION")))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    init_logging(&cli, traces.as_ref());
+    let result = run(cli).await;
+    // The spans of the last reconciles go out before the process ends.
+    if let Some(traces) = traces {
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let client =
         kube::Client::try_default().await.context("no Kubernetes API: run in a pod or set KUBECONFIG")?;
     let metrics = Arc::new(Metrics::default());
@@ -112,14 +131,18 @@ fn elector_settings(cli: &Cli, identity: &str) -> LeaseSettings {
     }
 }
 
-fn init_logging(cli: &Cli) {
+/// Log lines on stderr, and, with `traces`, the spans (one per reconcile) sent over OTLP.
+fn init_logging(cli: &Cli, traces: Option<&OtlpTraces>) {
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = if cli.log_format == "json" {
+        lines.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
     } else {
-        builder.init();
-    }
+        lines.boxed()
+    };
+    let mut layers = vec![lines.with_filter(filter).boxed()];
+    layers.extend(traces.map(OtlpTraces::layer));
+    tracing_subscriber::registry().with(layers).init();
 }
 
 async fn shutdown_signal() {

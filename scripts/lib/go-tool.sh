@@ -4,13 +4,14 @@
 #
 #   go_tool_have BIN_DIR NAME VERSION       true when BIN_DIR/NAME was built at VERSION
 #   go_scratch_build BIN_DIR NAME VERSION SRC_DIR MODULE PACKAGE [--tags T] [--ldflags L] [--replace R]...
-#                    [--main FILE] [--record KEY]
+#                    [--require 'MOD VER']... [--main FILE] [--record KEY]
 #       builds PACKAGE (a main package of MODULE@VERSION) into BIN_DIR/NAME from a scratch module
 #       in SRC_DIR that requires MODULE@VERSION. `go install module@version` refuses modules with
 #       replace directives; the scratch module repeats the ones a build needs (--replace 'a => b').
 #       With --main, FILE (a Go main package of our own, using MODULE) is what gets built, and
 #       PACKAGE is ignored. Records VERSION (or KEY, when what is built depends on more than the
-#       version) in BIN_DIR/NAME.version. Progress goes to stderr.
+#       version) in BIN_DIR/NAME.version. --require pins a further module that FILE imports (tidy
+#       would otherwise take its newest version). Progress goes to stderr.
 
 go_tool_log() { printf '[%s %s] %s\n' "${GO_TOOL_LOG_NAME:-go-build}" "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -21,12 +22,13 @@ go_tool_have() {
 go_scratch_build() {
   local bin_dir="$1" name="$2" version="$3" src="$4" module="$5" package="$6"
   shift 6
-  local tags="" ldflags="-s -w" replaces=() main="" record="$version"
+  local tags="" ldflags="-s -w" replaces=() requires=() main="" record="$version"
   while [ $# -gt 0 ]; do
     case "$1" in
       --tags) tags="$2"; shift 2 ;;
       --ldflags) ldflags="$ldflags $2"; shift 2 ;;
       --replace) replaces+=("$2"); shift 2 ;;
+      --require) requires+=("$2"); shift 2 ;;
       --main) main="$2"; shift 2 ;;
       --record) record="$2"; shift 2 ;;
       *) go_tool_log "go_scratch_build: unknown option $1"; return 2 ;;
@@ -41,6 +43,7 @@ go_scratch_build() {
   go_tool_log "building $name $version ($package)"
   {
     printf 'module mcpfleet.local/%s-scratch\n\ngo 1.26\n\nrequire %s %s\n' "$name" "$module" "$version"
+    for r in "${requires[@]}"; do printf '\nrequire %s\n' "$r"; done
     for r in "${replaces[@]}"; do printf '\nreplace %s\n' "$r"; done
   } >"$src/go.mod"
   rm -f "$src/go.sum" "$src/tools.go" "$src/main.go"

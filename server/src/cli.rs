@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::ServeArgs;
 use crate::db::AdminDb;
+use mcp_fleet_core::otlp::OtlpTraces;
 use mcp_fleet_core::progress::Progress;
 use mcp_fleet_seed::{self as seed, SeedConfig, SeedOutcome};
 
@@ -94,8 +95,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(pw) = &cfg.database.password {
                 redactor.add_secret(pw);
             }
-            crate::logging::init(cfg.log_format, &cfg.log_level, redactor);
-            crate::serve::run(cfg).await
+            let traces = cfg
+                .otlp_endpoint
+                .as_deref()
+                .map(|url| OtlpTraces::start(url, "mcp-fleet-server", env!("CARGO_PKG_VERSION")))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            crate::logging::init(cfg.log_format, &cfg.log_level, redactor, traces.as_ref());
+            let served = crate::serve::run(cfg).await;
+            // After the drain: the spans of the last calls go out before the process ends.
+            if let Some(traces) = traces {
+                let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+            }
+            served
         }
         Command::Embed { db, batch_size, force, model_dir } => {
             let pool = db.connect().await?;

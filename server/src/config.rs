@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `info,mcp_fleet_server=debug` [default: info].
     #[arg(long, env = "MCP_FLEET_LOG")]
     pub log_level: Option<String>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector base URL, e.g.
+    /// http://otel-collector:4318 (`/v1/traces` is appended) [default: no export].
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -229,6 +233,7 @@ impl ServeArgs {
         set(&mut per_subject.burst, &self.per_subject_burst);
         set(&mut file.logging.format, &self.log_format);
         set(&mut file.logging.level, &self.log_level);
+        set(&mut file.logging.otlp_endpoint, &self.otlp_endpoint);
         file.allowed_hosts.extend(self.allowed_hosts.iter().filter(|h| !h.is_empty()).cloned());
         file
     }

@@ -1,13 +1,17 @@
 //! Logging: JSON (default) or text lines on stderr (stdout belongs to the stdio transport), with
 //! every line scrubbed of secrets before it is written — configured secret values, bearer tokens,
-//! JWTs, passwords in URLs and `password=`/`api_key=`-style pairs. Does terminal I/O.
+//! JWTs, passwords in URLs and `password=`/`api_key=`-style pairs; and the same `tracing` spans
+//! exported as OpenTelemetry traces when an OTLP endpoint is configured. Does terminal I/O.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use mcp_fleet_core::otlp::OtlpTraces;
 use regex::Regex;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::LogFormat;
 
@@ -116,15 +120,18 @@ pub fn filter(level: &str) -> EnvFilter {
     EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))
 }
 
-/// Installs the global subscriber (once; later calls are ignored, which suits tests).
-pub fn init(format: LogFormat, level: &str, redactor: Redactor) {
+/// Installs the global subscriber (once; later calls are ignored, which suits tests): log lines
+/// at `level`, and, with `traces`, the spans (and the log lines inside them) sent over OTLP.
+pub fn init(format: LogFormat, level: &str, redactor: Redactor, traces: Option<&OtlpTraces>) {
     let writer = RedactingWriter::new(redactor, io::stderr);
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter(level)).with_writer(writer).with_target(true);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer).with_target(true);
+    let lines = match format {
+        LogFormat::Json => lines.json().flatten_event(true).with_current_span(false).boxed(),
+        LogFormat::Text => lines.with_ansi(false).boxed(),
     };
+    let mut layers = vec![lines.with_filter(filter(level)).boxed()];
+    layers.extend(traces.map(OtlpTraces::layer));
+    let _ = tracing_subscriber::registry().with(layers).try_init();
 }
 
 #[cfg(test)]

@@ -331,6 +331,13 @@ impl ServerConfigFile {
             problems.push(format!("logging.level {log_level:?} is not a valid filter such as `info` or `warn,mcp_fleet_server=debug`").into());
         }
 
+        if let Some(u) = &self.logging.otlp_endpoint
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            problems.push(
+                format!("logging.otlpEndpoint {u:?} must be an http:// or https:// URL (OTLP/HTTP)").into(),
+            );
+        }
         if let Some(u) = &self.public_url
             && !(u.starts_with("https://") || u.starts_with("http://"))
         {
@@ -458,6 +465,15 @@ mod tests {
         file.auth.issuer = Some("http://idp.example.com".into());
         assert!(file.validate().join("\n").contains("must be an https:// URL"));
         file.auth.issuer = Some("http://127.0.0.1:8400".into());
+        assert_eq!(file.validate(), Vec::<Problem>::new());
+    }
+
+    #[test]
+    fn an_otlp_endpoint_is_an_http_url() {
+        let mut file = valid();
+        file.logging.otlp_endpoint = Some("otel-collector:4317".into());
+        assert!(file.validate().join("\n").contains("logging.otlpEndpoint"));
+        file.logging.otlp_endpoint = Some("http://otel-collector:4318".into());
         assert_eq!(file.validate(), Vec::<Problem>::new());
     }
 }

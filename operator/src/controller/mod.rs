@@ -139,6 +139,7 @@ async fn reconcile(tenant: Arc<McpTenant>, ctx: Arc<Context>) -> Result<Action, 
         name = %tenant.name_any(),
         generation = tenant.metadata.generation.unwrap_or_default(),
         outcome = field::Empty,
+        otel.status_code = field::Empty,
     );
     async move {
         ctx.metrics.reconciles.inc();
@@ -158,7 +159,11 @@ async fn reconcile(tenant: Arc<McpTenant>, ctx: Arc<Context>) -> Result<Action, 
         if result.is_ok() {
             ctx.backoff.reset(&k);
         }
-        tracing::Span::current().record("outcome", if result.is_ok() { "ok" } else { "error" });
+        let span = tracing::Span::current();
+        span.record("outcome", if result.is_ok() { "ok" } else { "error" });
+        if result.is_err() {
+            span.record("otel.status_code", "error");
+        }
         result
     }
     .instrument(span)

@@ -231,7 +231,8 @@ pub struct ServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 500))]
     pub log_level: Option<String>,
-    /// OTLP/gRPC endpoint for traces.
+    /// Where the server sends traces: an OTLP/HTTP (protobuf) collector's base URL, e.g.
+    /// `http://otel-collector.monitoring:4318` (`/v1/traces` is appended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
     /// Service account name; default: one created for this tenant.

@@ -148,10 +148,10 @@ mod tests {
             "ingress-nginx"
         );
         assert_eq!(n["spec"]["egress"][1]["to"], json!([{"ipBlock": {"cidr": "10.20.0.0/24"}}]));
-        // issuer and embeddings on 443, OTLP collector on 4317
+        // issuer and embeddings on 443, OTLP collector on 4318
         assert_eq!(
             n["spec"]["egress"][2]["ports"],
-            json!([{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 4317}])
+            json!([{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 4318}])
         );
     }
 

@@ -9,3 +9,15 @@ pub mod tenant;
 
 pub use admin::AdminDb;
 pub use tenant::{DbError, QueryFailure, TenantDb};
+
+/// The span of a tool's database work (the read-only transaction, its statements and the rows
+/// read), a child of the tool call's span. Named as OpenTelemetry names database client spans.
+pub fn query_span() -> tracing::Span {
+    tracing::info_span!(
+        "db query",
+        otel.name = "SELECT retail",
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = "SELECT",
+    )
+}

@@ -18,6 +18,7 @@ use std::time::Instant;
 use mcp_fleet_core::tools::ToolName;
 use mcp_fleet_sql_guard::{self as sql_guard, SqlPolicy};
 use sqlx::{Column, Executor, SqlSafeStr, Statement};
+use tracing::Instrument as _;
 
 use super::explain::{self, Plan};
 use super::outcome::ToolFailure;
@@ -35,20 +36,26 @@ pub async fn execute(
     sql: &str,
     limits: Limits,
 ) -> Result<Compact, ToolFailure> {
-    let body = checked_sql(caller, sql)?;
+    let body = tracing::info_span!("validate sql").in_scope(|| checked_sql(caller, sql))?;
+    run(state, caller, &body, limits).instrument(crate::db::query_span()).await
+}
+
+/// Plans (with a cost limit), describes and runs the checked `body` in the caller's read-only
+/// transaction.
+async fn run(state: &AppState, caller: &Caller, body: &str, limits: Limits) -> Result<Compact, ToolFailure> {
     let db_error = |e| DbError::from_query(e, state.db.statement_timeout());
     let mut tx = state.db.read_only(caller).await?;
     let started = Instant::now();
     if let Some(max) = state.max_estimated_cost {
-        let plan = explain::estimate(&mut tx, &body).await.map_err(db_error)?;
+        let plan = explain::estimate(&mut tx, body).await.map_err(db_error)?;
         if plan.exceeds(Some(max)) {
             return Err(ToolFailure::rejected("estimated_cost", plan.refusal(max)));
         }
     }
     let described =
-        (&mut *tx).prepare(sqlx::AssertSqlSafe(body.clone()).into_sql_str()).await.map_err(db_error)?;
+        (&mut *tx).prepare(sqlx::AssertSqlSafe(body.to_owned()).into_sql_str()).await.map_err(db_error)?;
     let columns = projection::columns(described.columns().iter().map(|c| (c.name(), c.type_info())));
-    let query = projection::select(&body, &columns, limits.value_chars(columns.len()), limits.rows);
+    let query = projection::select(body, &columns, limits.value_chars(columns.len()), limits.rows);
     let collector = Collector::new(columns.into_iter().map(|c| (c.name, c.form)).collect(), limits);
     let rows = sqlx::query(sqlx::AssertSqlSafe(query)).persistent(false).fetch(&mut *tx);
     let result = collector.read(rows).await.map_err(db_error)?;
@@ -64,12 +71,15 @@ pub async fn execute(
 /// Validates `sql` exactly as [`execute`] does and returns PostgreSQL's plan of it, compact, with
 /// the server's cost limit: planned under the caller's role and row-level security, never run.
 pub async fn explain(state: &AppState, caller: &Caller, sql: &str) -> Result<Plan, ToolFailure> {
-    let body = checked_sql(caller, sql)?;
-    let mut tx = state.db.read_only(caller).await?;
+    let body = tracing::info_span!("validate sql").in_scope(|| checked_sql(caller, sql))?;
+    let planned = async {
+        let mut tx = state.db.read_only(caller).await?;
+        explain::estimate(&mut tx, &body)
+            .await
+            .map_err(|e| DbError::from_query(e, state.db.statement_timeout()))
+    };
     let started = Instant::now();
-    let plan = explain::estimate(&mut tx, &body)
-        .await
-        .map_err(|e| DbError::from_query(e, state.db.statement_timeout()))?;
+    let plan = planned.instrument(crate::db::query_span()).await?;
     state
         .metrics
         .query_duration

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use rmcp::model::Resource;
+use tracing::Instrument as _;
 
 use super::args::MAX_TABLE_NAMES;
 use super::outcome::ToolFailure;
@@ -108,7 +109,7 @@ pub async fn describe_tables(
         let text = match state.schema_cache.0.get(&key).await {
             Some(t) => t,
             None => {
-                let t = describe(state, caller, table).await?;
+                let t = describe(state, caller, table).instrument(crate::db::query_span()).await?;
                 state.schema_cache.0.insert(key, t.clone()).await;
                 t
             }

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use pgvector::Vector;
+use tracing::Instrument as _;
 
 use super::args::{
     FullTextSearchArgs, HybridSearchArgs, MAX_DESCRIPTION_CHARS, MAX_QUERY_CHARS, MAX_ROWS,
@@ -58,6 +59,7 @@ async fn embed_query(state: &AppState, text: &str) -> Result<Vector, ToolFailure
     };
     let mut vectors = embedder
         .embed(&[text.to_owned()])
+        .instrument(tracing::info_span!("embed query", model = embedder.model()))
         .await
         .map_err(|e| ToolFailure::error("embedding_failed", e.to_string()))?;
     let v = vectors
@@ -67,6 +69,15 @@ async fn embed_query(state: &AppState, text: &str) -> Result<Vector, ToolFailure
 }
 
 async fn run(
+    state: &AppState,
+    caller: &Caller,
+    tool: &str,
+    q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Compact, ToolFailure> {
+    query(state, caller, tool, q).instrument(crate::db::query_span()).await
+}
+
+async fn query(
     state: &AppState,
     caller: &Caller,
     tool: &str,

@@ -1,7 +1,8 @@
 //! The MCP handler (rmcp): server info, per-caller tool lists, table schemas as resources, and
 //! the one path every tool call takes — identify the caller, check the tool is offered, reserve
 //! the audit record, authorise, take a place in the caller's fair share, run the tool, then
-//! record the outcome once (audit, metrics, log) and answer. Does I/O through the tools and the audit trail.
+//! record the outcome once (audit, metrics, log) and answer, all inside the call's span. Does I/O
+//! through the tools and the audit trail.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+use tracing::Instrument as _;
 
 use super::audit::AuditTicket;
 use super::fair_share::{Admitted, Subject};
@@ -129,6 +131,27 @@ impl RetailServer {
     }
 }
 
+/// The span of one tool call, with the tenant and request id the log lines carry: a child of the
+/// caller's span when the HTTP request carries a W3C `traceparent`.
+fn tool_span(tool: &str, caller: &Caller, ctx: &RequestContext<RoleServer>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "tool call",
+        otel.name = %format_args!("tools/call {tool}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        mcp.method.name = "tools/call",
+        tool,
+        tenant = %caller.tenant,
+        request_id = %caller.request_id,
+    );
+    if let Some(parts) = ctx.extensions.get::<http::request::Parts>() {
+        mcp_fleet_core::otlp::continue_trace(&span, |name| {
+            parts.headers.get(name).and_then(|v| v.to_str().ok())
+        });
+    }
+    span
+}
+
 impl ServerHandler for RetailServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
@@ -165,16 +188,25 @@ impl ServerHandler for RetailServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&ctx)?;
-        let (tool, ticket, admitted) = self.admit(&caller, &request).await?;
-        let started = Instant::now();
-        let result = tools::call(&self.state, &caller, tool, request.arguments.unwrap_or_default()).await;
-        drop(admitted);
-        self.record(tool, &caller, started.elapsed(), ticket, &result);
-        Ok(match result {
-            Ok(output) => output.into_result(),
-            Err(failure) => failure.into_result(),
+        let span = tool_span(&request.name, &caller, &ctx);
+        async {
+            let (tool, ticket, admitted) = self.admit(&caller, &request).await?;
+            let started = Instant::now();
+            let result =
+                tools::call(&self.state, &caller, tool, request.arguments.clone().unwrap_or_default()).await;
+            drop(admitted);
+            self.record(tool, &caller, started.elapsed(), ticket, &result);
+            Ok(match result {
+                Ok(output) => output.into_result(),
+                Err(failure) => {
+                    tracing::Span::current().record("otel.status_code", "error");
+                    failure.into_result()
+                }
+            }
+            .into())
         }
-        .into())
+        .instrument(span)
+        .await
     }
 
     async fn list_resources(
