@@ -12,10 +12,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use mcp_fleet_core::server_config::ServerConfigFile;
-use mcp_fleet_e2e::{TestNamespace, eventually};
+use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
 use mcp_fleet_operator::crd::McpTenant;
 use serde_json::{Value, json};
 use support::fleet::{BUCKET, Fleet, OPERATOR, ingress_host, store_id};
@@ -132,6 +133,58 @@ async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
     let write = ns.kubectl_output(&["exec", &pod, "--", "touch", "/usr/local/bin/x"], None).await;
     assert!(!write.status.success(), "the root filesystem is read-only");
     assert!(String::from_utf8_lossy(&write.stderr).contains("Read-only file system"));
+
+    // Scaled to two replicas, the PodDisruptionBudget lets a drain take one server pod at a time:
+    // the first eviction is allowed, a second one at once is refused with 429, and once the
+    // replacement is Ready the other pod may go.
+    let patch = json!({"spec": {"server": {"replicas": 2}}});
+    ns.api::<McpTenant>().patch(&t, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    // The scale changes the server's config (its share of the connection limit), so the pods roll
+    // first: wait until exactly two Ready pods remain and the budget has seen them.
+    let pdbs = ns.api::<PodDisruptionBudget>();
+    let deployments = ns.api::<Deployment>();
+    let pods = ns.api::<Pod>();
+    let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
+    let settled = || async {
+        let list = pods.list(&ListParams::default().labels(&selector)).await.expect("list server pods").items;
+        let ready = |p: &Pod| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        // The roll is over: both pods are of the Deployment's current template, and no other is left.
+        let hash = |p: &Pod| p.labels().get("pod-template-hash").cloned();
+        let rolled = deployments.get(&t).await.expect("the tenant's Deployment").status.is_some_and(|s| {
+            s.replicas == Some(2) && s.updated_replicas == Some(2) && s.ready_replicas == Some(2)
+        }) && list.iter().all(|p| hash(p).is_some() && hash(p) == hash(&list[0]));
+        let status = pdbs.get(&t).await.expect("the tenant's PodDisruptionBudget").status?;
+        let budget = status.current_healthy == Some(2) && status.disruptions_allowed == Some(1);
+        (rolled && budget && list.len() == 2 && list.iter().all(ready))
+            .then(|| list.iter().map(|p| p.name_any()).collect::<Vec<_>>())
+    };
+    let names = eventually("two Ready server pods, one disruption allowed", WAIT * 4, settled).await;
+    // kube's client retries a 429 until the budget allows it (within seconds here, once the
+    // replacement is Ready): the refusal itself is what a drain sees, so evict without retries.
+    let mut config = fleet.plane.config().await;
+    config.default_retry = false;
+    let evictions: Api<Pod> = Api::namespaced(kube::Client::try_from(config).unwrap(), ns.name());
+    let first = evictions.evict(&names[0], &EvictParams::default()).await;
+    let second = evictions.evict(&names[1], &EvictParams::default()).await;
+    first.expect("the first eviction keeps the budget");
+    match second {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 429, "{e:?}");
+            assert!(e.message.contains("disruption budget"), "{}", e.message);
+        }
+        other => panic!("a second eviction at once would break the budget, yet: {other:?}"),
+    }
+    let now = eventually("the replacement Ready, one disruption allowed again", WAIT * 4, settled).await;
+    assert!(now.contains(&names[1]) && !now.contains(&names[0]), "{names:?} -> {now:?}");
+    pods.evict(&names[1], &EvictParams::default())
+        .await
+        .expect("with the replacement Ready, the other may go");
 }
 
 #[tokio::test]
