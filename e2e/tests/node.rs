@@ -218,9 +218,44 @@ async fn clients_reach_two_tenants_through_the_ingress_and_each_sees_only_its_ro
         assert!(!truth.is_empty() && truth.iter().all(|(_, n)| *n > 0), "the seed gave {t}'s stores orders");
         assert_eq!(seen, truth, "{t} sees exactly its own stores' orders");
     }
-    // metrics-server sees the server pods (what an HPA scales on): their CPU and memory.
-    let (a_name, _) = &tenants[0];
+    // The heaviest queries a model can send (a 500 MB value, a cross join of 480k x 480k rows, an
+    // endless recursion) come back cut or timed out, the pod keeps running without a restart, and
+    // the next call is answered as before.
+    let (a_name, a_stores) = &tenants[0];
+    let token = fleet.token(&endpoint(&ns, a_name).await, a_name, "analyst");
+    let host = ingress_host(a_name);
+    for sql in [
+        "SELECT repeat('x', 500000000) AS big",
+        "SELECT a.* FROM retail.order_items a CROSS JOIN retail.order_items b",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
+    ] {
+        let r = fleet
+            .call_through_ingress(&host, &token, "execute_sales_query", json!({"postgresql_query": sql}))
+            .await;
+        // Cut to the budget, or (on a busy machine, where building 500 MB takes PostgreSQL longer
+        // than the tenant's statement timeout) ended by the timeout with a message that says so.
+        let head: String = r.text.chars().take(300).collect();
+        let v: Value = serde_json::from_str(&r.text).unwrap_or_else(|e| panic!("{sql}: {e}: {head}"));
+        let timed_out = r.is_error && v["err"].as_str().is_some_and(|e| e.contains("statement timeout"));
+        assert!(timed_out || v["truncated"] == json!(true), "{sql}: {head}");
+    }
+    let r = fleet.call_through_ingress(&host, &token, "execute_sales_query", per_store.clone()).await;
+    let seen: Vec<(i64, i64)> =
+        r.rows().iter().map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap())).collect();
+    assert_eq!(seen, fleet.orders_per_store(a_stores).await, "answered as before");
     let selector = format!("app.kubernetes.io/instance={a_name}");
+    for pod in ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.unwrap().items {
+        let restarts: i32 = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .into_iter()
+            .flatten()
+            .map(|c| c.restart_count)
+            .sum();
+        assert_eq!(restarts, 0, "{} restarted", pod.metadata.name.unwrap_or_default());
+    }
+
+    // metrics-server sees the server pods (what an HPA scales on): their CPU and memory.
     let top = eventually("metrics for the server pods", Duration::from_secs(90), || async {
         let out = ns.kubectl_output(&["top", "pod", "-l", &selector, "--no-headers"], None).await;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
