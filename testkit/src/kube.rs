@@ -121,20 +121,25 @@ pub fn k8s_bin_dir() -> Result<PathBuf, String> {
             if let Some(dir) = std::env::var_os("MCP_FLEET_K8S_BIN") {
                 return Ok(PathBuf::from(dir));
             }
-            let script = repo_root().join("scripts/k8s-binaries.sh");
-            // stderr is inherited: a first build shows its progress.
-            let out = Command::new("bash")
-                .arg(&script)
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|e| format!("running {}: {e}", script.display()))?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            match stdout.lines().last() {
-                Some(dir) if out.status.success() => Ok(PathBuf::from(dir.trim())),
-                _ => Err(format!("{} failed ({}): {stdout}", script.display(), out.status)),
-            }
+            built_by("scripts/k8s-binaries.sh")
         })
         .clone()
+}
+
+/// What an installer script of this repository prints on its last line of stdout (the path of
+/// what it built or found cached); its progress, on stderr, is shown as it runs.
+pub fn built_by(script: &str) -> Result<PathBuf, String> {
+    let script = repo_root().join(script);
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().last() {
+        Some(path) if out.status.success() => Ok(PathBuf::from(path.trim())),
+        _ => Err(format!("{} failed ({}): {stdout}", script.display(), out.status)),
+    }
 }
 
 /// Installs ring as the process-wide rustls crypto provider (idempotent). kube's rustls client

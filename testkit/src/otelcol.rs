@@ -9,14 +9,13 @@
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 use serde_json::Value;
 
-use crate::kube::repo_root;
+use crate::kube::built_by;
 use crate::process::{Guarded, free_port};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,18 +29,7 @@ pub fn otelcol_binary() -> Result<PathBuf, String> {
             if let Some(path) = std::env::var_os("MCP_FLEET_OTELCOL") {
                 return Ok(PathBuf::from(path));
             }
-            let script = repo_root().join("scripts/otelcol.sh");
-            // stderr is inherited: a first build shows its progress.
-            let out = Command::new("bash")
-                .arg(&script)
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|e| format!("running {}: {e}", script.display()))?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            match stdout.lines().last() {
-                Some(path) if out.status.success() => Ok(PathBuf::from(path.trim())),
-                _ => Err(format!("{} failed ({}): {stdout}", script.display(), out.status)),
-            }
+            built_by("scripts/otelcol.sh")
         })
         .clone()
 }
