@@ -6,13 +6,14 @@ use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::build::{Children, Optional};
-use crate::resources::MANAGER;
+use crate::resources::{MANAGER, REPLICAS_HANDOVER_MANAGER};
 
 /// What a child object is to the API: a namespaced kind the operator can apply (serialise) and
 /// read back.
@@ -135,11 +136,64 @@ pub async fn apply_children(client: &Client, children: &Children) -> Result<Depl
     apply(client, &children.credentials).await?;
     apply(client, &children.config_map).await?;
     apply(client, &children.service).await?;
-    let deployment = apply(client, &children.deployment).await?;
+    let deployment = match &children.autoscaler.object {
+        Some(hpa) => apply(client, &hand_replicas_to(client, &children.deployment, hpa).await?).await?,
+        None => apply(client, &children.deployment).await?,
+    };
     apply_or_delete(client, ns, uid, &children.autoscaler).await?;
     apply(client, &children.disruption_budget).await?;
     apply_or_delete(client, ns, uid, &children.network_policy).await?;
     apply_or_delete(client, ns, uid, &children.ingress).await?;
     apply_or_delete(client, ns, uid, &children.backup).await?;
     Ok(deployment)
+}
+
+/// The Deployment to apply when `hpa` decides its replicas.
+///
+/// The operator then stops applying `spec.replicas`. Server-side apply removes a field that its
+/// last owner stops applying, and the Deployment falls back to 1 replica until the autoscaler's
+/// next sync: a scale-down below `minReplicas` at the moment a user turns autoscaling on. So,
+/// as Kubernetes documents for handing `replicas` to an HPA, another field manager first applies
+/// the current count (clamped to the HPA's bounds) and keeps the field alive; the autoscaler's
+/// next scale takes it from there. A Deployment that does not exist yet starts at `minReplicas`.
+/// Costs one read per reconcile while autoscaling is on, and one more write at the handover.
+async fn hand_replicas_to(
+    client: &Client,
+    desired: &Deployment,
+    hpa: &HorizontalPodAutoscaler,
+) -> Result<Deployment, ApplyError> {
+    let (ns, name) = (desired.namespace().unwrap_or_default(), desired.name_any());
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let err = |verb, source| ApplyError { verb, kind: "Deployment".into(), name: name.clone(), source };
+    let min = hpa.spec.min_replicas.unwrap_or(1);
+    let max = hpa.spec.max_replicas.max(min);
+    let mut desired = desired.clone();
+    let Some(live) = api.get_opt(&name).await.map_err(|e| err("reading", e))? else {
+        if let Some(spec) = desired.spec.as_mut() {
+            spec.replicas = Some(min);
+        }
+        return Ok(desired);
+    };
+    if owns_replicas(&live, MANAGER) {
+        let now = live.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).clamp(min, max);
+        let handover = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": now},
+        });
+        api.patch(&name, &PatchParams::apply(REPLICAS_HANDOVER_MANAGER).force(), &Patch::Apply(&handover))
+            .await
+            .map_err(|e| err("handing replicas to the autoscaler on", e))?;
+    }
+    Ok(desired)
+}
+
+/// Whether `manager` holds `spec.replicas` through server-side apply.
+fn owns_replicas(d: &Deployment, manager: &str) -> bool {
+    d.managed_fields().iter().any(|m| {
+        m.manager.as_deref() == Some(manager)
+            && m.operation.as_deref() == Some("Apply")
+            && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+    })
 }

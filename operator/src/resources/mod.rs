@@ -26,6 +26,9 @@ pub use service_account::service_account;
 
 /// The field manager of every server-side apply (and the `managed-by` label value).
 pub const MANAGER: &str = "mcp-fleet-operator";
+/// Field manager that keeps a Deployment's `spec.replicas` while it passes from the operator to
+/// the autoscaler (see `controller::apply`).
+pub const REPLICAS_HANDOVER_MANAGER: &str = "mcp-fleet-operator-hpa-handover";
 /// Annotation on an McpTenant: a new value asks for a new database password.
 pub const ROTATE_ANNOTATION: &str = "mcpfleet.io/rotate-password";
 /// Annotation on the credentials Secret: the rotation value its password was made for.
