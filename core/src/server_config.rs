@@ -267,6 +267,12 @@ pub struct LimitsSection {
     /// Whole-request timeout, e.g. `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<String>,
+    /// How long the server keeps serving after SIGTERM with `/health/ready` answering 503, before
+    /// it stops accepting and drains in-flight calls, e.g. `5s` (default `0s`). In a pod this is
+    /// the time the endpoints and the ingress need to stop sending it new calls; the operator
+    /// sets it for its tenants. A second signal ends the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_delay: Option<String>,
     /// Largest accepted request body in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// Whole-request timeout, e.g. 30s [default: 30s].
     #[arg(long, env = "MCP_FLEET_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
+    /// After SIGTERM, keep serving this long with /health/ready answering 503 (so endpoints and
+    /// the ingress stop sending new calls), then drain, e.g. 5s [default: 0s].
+    #[arg(long, env = "MCP_FLEET_SHUTDOWN_DELAY")]
+    pub shutdown_delay: Option<String>,
     /// `json` or `text` [default: json].
     #[arg(long, env = "MCP_FLEET_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -227,6 +231,7 @@ impl ServeArgs {
         set(&mut file.auth.mode, &self.auth);
         set(&mut file.limits.max_concurrent_requests, &self.max_concurrent_requests);
         set(&mut file.limits.request_timeout, &self.request_timeout);
+        set(&mut file.limits.shutdown_delay, &self.shutdown_delay);
         let per_subject = &mut file.limits.per_subject;
         set(&mut per_subject.max_concurrent, &self.per_subject_max_concurrent);
         set(&mut per_subject.requests_per_minute, &self.per_subject_requests_per_minute);

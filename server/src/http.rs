@@ -30,6 +30,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// The tenant a dedicated server must be logged in as (readiness checks it).
     pub expected_tenant: Option<String>,
+    /// Cancelled at SIGTERM: readiness answers 503 from then on, while calls are still served.
+    pub terminating: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -37,6 +39,7 @@ struct Shared {
     app: Arc<AppState>,
     auth: Arc<Authenticator>,
     expected_tenant: Option<String>,
+    terminating: CancellationToken,
 }
 
 /// The whole application router.
@@ -60,7 +63,12 @@ pub fn router(
             .with_max_request_body_bytes(opts.max_body_bytes)
             .with_cancellation_token(cancel),
     );
-    let shared = Shared { app: app.clone(), auth, expected_tenant: opts.expected_tenant };
+    let shared = Shared {
+        app: app.clone(),
+        auth,
+        expected_tenant: opts.expected_tenant,
+        terminating: opts.terminating,
+    };
 
     // Overload sheds at once with 503 instead of queueing; slow requests end with 504.
     let protect = ServiceBuilder::new()
@@ -238,6 +246,10 @@ async fn readiness(s: &Shared) -> Result<serde_json::Value, String> {
 }
 
 async fn ready(State(s): State<Shared>) -> Response {
+    if s.terminating.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down: finishing the calls in flight")
+            .into_response();
+    }
     match readiness(&s).await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),

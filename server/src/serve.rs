@@ -67,8 +67,11 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
 
 async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
     let auth = authenticator(&cfg, crate::auth::jwks::JwksOptions::default())?;
-    // Two signals: `cancel` stops accepting and starts the drain; `sessions` stops the MCP
-    // service, and only after the drain, so calls in flight at SIGTERM still finish.
+    // Three steps: `terminating` (SIGTERM) turns readiness off while calls are still served, for
+    // `shutdown_delay`, so that endpoints and the ingress stop sending new calls first; `cancel`
+    // then stops accepting and starts the drain; `sessions` stops the MCP service, and only after
+    // the drain, so calls in flight still finish.
+    let terminating = CancellationToken::new();
     let cancel = CancellationToken::new();
     let sessions = CancellationToken::new();
     let expected_tenant = (cfg.database.mode == mcp_fleet_core::server_config::TenancyMode::Dedicated)
@@ -83,6 +86,7 @@ async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
             request_timeout: cfg.request_timeout,
             max_body_bytes: cfg.max_body_bytes as usize,
             expected_tenant,
+            terminating: terminating.clone(),
         },
         sessions.clone(),
     );
@@ -94,9 +98,18 @@ async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
     eprintln!("mcp-fleet-server: listening on http://{local}/mcp");
 
     let signal = cancel.clone();
+    let delay = cfg.shutdown_delay;
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutdown requested: draining in-flight requests");
+        terminating.cancel();
+        if !delay.is_zero() {
+            tracing::info!(delay = ?delay, "shutdown requested: not ready any more, still serving for the delay");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown_signal() => tracing::info!("a second signal: the delay is cut short"),
+            }
+        }
+        tracing::info!("draining in-flight requests");
         signal.cancel();
     });
     let drain = cancel.clone();

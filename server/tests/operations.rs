@@ -111,6 +111,7 @@ async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 1 << 20,
             expected_tenant: None,
+            terminating: tokio_util::sync::CancellationToken::new(),
         },
         tokio_util::sync::CancellationToken::new(),
     );
@@ -174,27 +175,20 @@ async fn overload_is_shed_with_503_instead_of_queueing() {
     assert!(if err { text.contains("statement timeout") } else { parse(&text)["n"] == json!(1) }, "{text}");
 }
 
+/// The server binary, serving `t` in development mode on a free loopback port, with `extra`
+/// arguments: the child, its MCP URL and its stderr lines.
 #[cfg(unix)]
-#[tokio::test]
-async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
+fn spawn_server(
+    db: &mcp_fleet_testkit::TestDb,
+    t: &support::Tenant,
+    extra: &[&str],
+) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
-    let db = embedded_db().await;
-    let t = tenant(&db, &[1]).await;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-fleet-server"))
-        .args([
-            "serve",
-            "--auth",
-            "none",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "text",
-            "--statement-timeout",
-            "30s",
-            "--tenant",
-            t.name.as_str(),
-        ])
-        .env("MCP_FLEET_DATABASE_URL", db_url_without_password(&db, &t.name.login_role()))
+        .args(["serve", "--auth", "none", "--listen", "127.0.0.1:0", "--log-format", "text"])
+        .args(["--tenant", t.name.as_str()])
+        .args(extra)
+        .env("MCP_FLEET_DATABASE_URL", db_url_without_password(db, &t.name.login_role()))
         .env("MCP_FLEET_DATABASE_PASSWORD", &t.password)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -212,6 +206,21 @@ async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
             break u.to_owned();
         }
     };
+    (child, url, rx)
+}
+
+#[cfg(unix)]
+fn sigterm(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
+    let db = embedded_db().await;
+    let t = tenant(&db, &[1]).await;
+    let (mut child, url, rx) = spawn_server(&db, &t, &["--statement-timeout", "30s"]);
     let c = client(&url, &[]).await;
     // Seconds of work (about 20 million rows to count on the small seed), so SIGTERM arrives
     // while it runs and the probe below cannot miss it.
@@ -219,12 +228,54 @@ async fn sigterm_drains_in_flight_calls_then_exits_cleanly() {
     let in_flight = tokio::spawn(async move { call(&c, "execute_sales_query", slow).await });
     // SIGTERM only once PostgreSQL runs the query (a fixed sleep loses the race on a busy machine).
     wait_until_running(&db, "generate_series(1, 3000)", &in_flight).await;
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    sigterm(&child);
     let (err, text) = tokio::time::timeout(Duration::from_secs(30), in_flight).await.unwrap().unwrap();
     assert!(!err, "the in-flight call must finish after SIGTERM: {text}");
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exit status {status}");
     let logs: Vec<String> = rx.try_iter().collect();
     assert!(logs.iter().any(|l| l.contains("draining")), "{logs:?}");
+}
+
+/// In a pod, endpoints and the ingress go on sending calls for a moment after SIGTERM. With a
+/// shutdown delay the server says it is not ready at once, yet answers every call that still
+/// arrives, on new connections too, until the delay ends (or a second signal cuts it short).
+#[cfg(unix)]
+#[tokio::test]
+async fn after_sigterm_readiness_drops_at_once_while_calls_are_still_served_for_the_delay() {
+    let db = embedded_db().await;
+    let t = tenant(&db, &[1]).await;
+    let (mut child, url, rx) = spawn_server(&db, &t, &["--shutdown-delay", "60s"]);
+    let base = url.trim_end_matches("/mcp").to_owned();
+    let http = reqwest::Client::new();
+    let ready =
+        || async { http.get(format!("{base}/health/ready")).send().await.map(|r| r.status().as_u16()) };
+    assert_eq!(ready().await.unwrap(), 200);
+    sigterm(&child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ready().await.ok() != Some(503) {
+        assert!(std::time::Instant::now() < deadline, "readiness still up 10 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling interval, not a wait for an event
+    }
+    // A new client (new connection) after SIGTERM is still answered, with the right rows.
+    let c = client(&url, &[]).await;
+    let (err, text) = call(
+        &c,
+        "execute_sales_query",
+        json!({"postgresql_query": "SELECT DISTINCT store_id FROM retail.orders"}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert_eq!(parse(&text)["r"], json!([[1]]), "{text}");
+    drop(c);
+    assert!(!rx.try_iter().any(|l| l.contains("draining")), "no drain before the delay ends");
+    // A second signal ends the wait: the server drains and exits well before the 60 s delay.
+    sigterm(&child);
+    let status =
+        tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || child.wait()))
+            .await
+            .expect("a second SIGTERM cuts the delay short")
+            .unwrap()
+            .unwrap();
+    assert!(status.success(), "exit status {status}");
 }

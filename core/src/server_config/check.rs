@@ -84,6 +84,8 @@ pub struct CheckedConfig {
     pub auth_mode: AuthMode,
     pub max_concurrent_requests: u32,
     pub request_timeout: Duration,
+    /// Serving with readiness down after SIGTERM, before the drain (`limits.shutdownDelay`).
+    pub shutdown_delay: Duration,
     pub max_body_bytes: u64,
     /// Each caller's limits (`limits.perSubject`).
     pub per_subject: PerSubjectLimits,
@@ -218,6 +220,20 @@ impl ServerConfigFile {
         let max_lifetime = duration(&mut problems, "database.maxLifetime", db.max_lifetime.as_ref(), "30m");
         let request_timeout =
             duration(&mut problems, "limits.requestTimeout", self.limits.request_timeout.as_ref(), "30s");
+        let shutdown_delay = match self.limits.shutdown_delay.as_deref().map(humantime::parse_duration) {
+            None => Duration::ZERO,
+            Some(Ok(d)) if d <= MAX_SHUTDOWN_DELAY => d,
+            Some(_) => {
+                problems.push(
+                    format!(
+                        "limits.shutdownDelay {:?} is not a duration between 0s and 60s, such as 5s",
+                        self.limits.shutdown_delay.as_deref().unwrap_or_default()
+                    )
+                    .into(),
+                );
+                Duration::ZERO
+            }
+        };
         if statement_timeout > Duration::from_secs(600) {
             problems.push("database.statementTimeout must be at most 10m".into());
         }
@@ -374,6 +390,7 @@ impl ServerConfigFile {
             auth_mode,
             max_concurrent_requests,
             request_timeout,
+            shutdown_delay,
             max_body_bytes,
             per_subject,
             log_format,
@@ -384,6 +401,9 @@ impl ServerConfigFile {
 }
 
 /// A positive duration such as `5s`, or the default (and a problem) when it is not one.
+/// The longest `limits.shutdownDelay`: the pod's grace period must also hold the drain.
+const MAX_SHUTDOWN_DELAY: Duration = Duration::from_secs(60);
+
 fn duration(problems: &mut Vec<Problem>, what: &str, value: Option<&String>, default: &str) -> Duration {
     let text = value.map(String::as_str).unwrap_or(default);
     match humantime::parse_duration(text) {
@@ -420,6 +440,26 @@ mod tests {
             checked.per_subject,
             PerSubjectLimits { max_concurrent: 4, requests_per_minute: 120, burst: 120 }
         );
+        assert_eq!(checked.shutdown_delay, Duration::ZERO, "a host process stops at once");
+    }
+
+    #[test]
+    fn the_shutdown_delay_is_a_duration_up_to_a_minute() {
+        let mut file = valid();
+        file.limits.shutdown_delay = Some("5s".into());
+        assert_eq!(file.check().unwrap().shutdown_delay, Duration::from_secs(5));
+        file.limits.shutdown_delay = Some("0s".into());
+        assert_eq!(file.check().unwrap().shutdown_delay, Duration::ZERO);
+        for bad in ["2m", "soon", "-1s"] {
+            file.limits.shutdown_delay = Some(bad.into());
+            let problems = file.validate().join("\n");
+            assert!(
+                problems.contains(&format!(
+                    "limits.shutdownDelay \"{bad}\" is not a duration between 0s and 60s"
+                )),
+                "{problems}"
+            );
+        }
     }
 
     #[test]

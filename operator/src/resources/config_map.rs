@@ -14,6 +14,9 @@ use crate::validate::Plan;
 
 /// The ConfigMap key holding the rendered file.
 pub const CONFIG_KEY: &str = "server.yaml";
+/// How long a tenant's server keeps serving after SIGTERM with readiness down, so that the
+/// EndpointSlice and the ingress controller stop sending it calls before it stops accepting.
+pub const SHUTDOWN_DELAY: &str = "5s";
 
 /// What the tenant's server reads at start-up.
 pub fn server_config(plan: &Plan) -> ServerConfigFile {
@@ -77,7 +80,11 @@ pub fn server_config(plan: &Plan) -> ServerConfigFile {
             roles: auth.roles.clone(),
             default_role: auth.default_role.clone(),
         },
-        limits: LimitsSection { per_subject: spec.limits.per_subject.clone(), ..LimitsSection::default() },
+        limits: LimitsSection {
+            per_subject: spec.limits.per_subject.clone(),
+            shutdown_delay: Some(SHUTDOWN_DELAY.to_owned()),
+            ..LimitsSection::default()
+        },
         logging: LoggingSection {
             format: Some("json".into()),
             level: Some(spec.server.log_level.clone().unwrap_or_else(|| "info".into())),
@@ -144,7 +151,11 @@ mod tests {
         assert_eq!(server_config(&minimal()).tools.max_estimated_cost, None);
         assert_eq!(cfg.limits.per_subject.max_concurrent, Some(2));
         assert_eq!(cfg.limits.per_subject.requests_per_minute, Some(60));
-        assert_eq!(server_config(&minimal()).limits, LimitsSection::default(), "the server's defaults apply");
+        assert_eq!(
+            server_config(&minimal()).limits,
+            LimitsSection { shutdown_delay: Some("5s".into()), ..LimitsSection::default() },
+            "the server's defaults apply, except that a pod waits for its endpoints to go first"
+        );
         assert_eq!(cfg.embeddings.openai.unwrap().api_key_env.as_deref(), Some("AZURE_OPENAI_API_KEY"));
         assert_eq!(cfg.logging.level.as_deref(), Some("info,mcp_fleet_server=debug"));
     }

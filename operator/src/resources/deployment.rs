@@ -94,7 +94,8 @@ pub fn deployment(plan: &Plan, config_hash: &str) -> Deployment {
                     node_selector: (!server.node_selector.is_empty()).then(|| server.node_selector.clone()),
                     tolerations: (!server.tolerations.is_empty()).then(|| server.tolerations.clone()),
                     affinity: server.affinity.clone(),
-                    termination_grace_period_seconds: Some(40),
+                    // The server's shutdown delay (5 s), its drain (25 s) and its audit flush (10 s).
+                    termination_grace_period_seconds: Some(45),
                     ..PodSpec::default()
                 }),
             },

@@ -149,6 +149,7 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
             request_timeout: cfg.request_timeout,
             max_body_bytes: cfg.max_body_bytes as usize,
             expected_tenant: Some(t.name.to_string()),
+            terminating: CancellationToken::new(),
         },
         cancel.child_token(),
     );
