@@ -192,8 +192,8 @@ fn spawn_server(
         .env("MCP_FLEET_DATABASE_PASSWORD", &t.password)
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+        .expect("start the server binary");
+    let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -212,7 +212,8 @@ fn spawn_server(
 #[cfg(unix)]
 fn sigterm(child: &std::process::Child) {
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+    assert!(sent.success(), "kill -TERM {pid}: {sent}");
 }
 
 #[cfg(unix)]
