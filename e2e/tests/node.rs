@@ -20,6 +20,7 @@ use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
 use mcp_fleet_operator::crd::McpTenant;
 use serde_json::{Value, json};
 use support::fleet::{BUCKET, Fleet, OPERATOR, ingress_host, store_id};
+use support::load::{Bounds, ClientLoop, Target};
 
 /// How long a tenant may take from `kubectl apply` to Ready on this 2-core machine.
 const READY_TIMEOUT: &str = "240s";
@@ -60,6 +61,32 @@ async fn leader(fleet: &Fleet) -> String {
     let leases: Api<Lease> = Api::namespaced(fleet.plane.client().await, &fleet.operator_namespace);
     let lease = leases.get(OPERATOR).await.expect("the operator's Lease");
     lease.spec.and_then(|s| s.holder_identity).unwrap_or_default()
+}
+
+/// The names of the server pods of tenant `name` once its roll is over: exactly `replicas` pods,
+/// all Ready, all of the Deployment's current template, none terminating.
+async fn rolled(ns: &TestNamespace, name: &str, replicas: i32) -> Option<Vec<String>> {
+    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=server");
+    let list = ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.expect("list server pods");
+    let ready = |p: &Pod| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    let hash = |p: &Pod| p.labels().get("pod-template-hash").cloned();
+    let d = ns.api::<Deployment>().get(name).await.expect("the tenant's Deployment");
+    let s = d.status?;
+    let want = Some(replicas);
+    let current = s.observed_generation >= d.metadata.generation
+        && s.replicas == want
+        && s.updated_replicas == want
+        && s.ready_replicas == want;
+    let items = list.items;
+    let same = items.iter().all(|p| hash(p).is_some() && hash(p) == hash(&items[0]));
+    (current && same && items.len() == replicas as usize && items.iter().all(ready))
+        .then(|| items.iter().map(|p| p.name_any()).collect())
 }
 
 #[tokio::test]
@@ -142,27 +169,11 @@ async fn a_tenant_becomes_ready_with_its_server_running_as_a_pod() {
     // The scale changes the server's config (its share of the connection limit), so the pods roll
     // first: wait until exactly two Ready pods remain and the budget has seen them.
     let pdbs = ns.api::<PodDisruptionBudget>();
-    let deployments = ns.api::<Deployment>();
     let pods = ns.api::<Pod>();
-    let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
     let settled = || async {
-        let list = pods.list(&ListParams::default().labels(&selector)).await.expect("list server pods").items;
-        let ready = |p: &Pod| {
-            p.metadata.deletion_timestamp.is_none()
-                && p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        };
-        // The roll is over: both pods are of the Deployment's current template, and no other is left.
-        let hash = |p: &Pod| p.labels().get("pod-template-hash").cloned();
-        let rolled = deployments.get(&t).await.expect("the tenant's Deployment").status.is_some_and(|s| {
-            s.replicas == Some(2) && s.updated_replicas == Some(2) && s.ready_replicas == Some(2)
-        }) && list.iter().all(|p| hash(p).is_some() && hash(p) == hash(&list[0]));
+        let names = rolled(&ns, &t, 2).await?;
         let status = pdbs.get(&t).await.expect("the tenant's PodDisruptionBudget").status?;
-        let budget = status.current_healthy == Some(2) && status.disruptions_allowed == Some(1);
-        (rolled && budget && list.len() == 2 && list.iter().all(ready))
-            .then(|| list.iter().map(|p| p.name_any()).collect::<Vec<_>>())
+        (status.current_healthy == Some(2) && status.disruptions_allowed == Some(1)).then_some(names)
     };
     let names = eventually("two Ready server pods, one disruption allowed", WAIT * 4, settled).await;
     // kube's client retries a 429 until the budget allows it (within seconds here, once the
@@ -643,4 +654,84 @@ async fn pods_reach_nothing_beyond_the_node_bridge_and_image_pulls_fail_at_once(
     .await;
     assert!(reason.contains("127.0.0.1:9"), "the pull went to the closed loopback port: {reason}");
     eprintln!("an image pull failed after {:.1?}: {reason}", started.elapsed());
+}
+
+/// A tenant's spec for the day-2 tests: two replicas, and a per-caller share large enough for a
+/// client loop (the default, 120 calls a minute, would refuse it after a minute).
+fn loaded_tenant_spec(fleet: &Fleet, name: &str, stores: &[&str]) -> Value {
+    let mut spec = fleet.tenant_spec(name, stores);
+    spec["server"]["replicas"] = json!(2);
+    spec["limits"] = json!({"perSubject": {"maxConcurrent": 64, "requestsPerMinute": 100000, "burst": 100000}});
+    spec
+}
+
+/// A client loop of `clients` MCP clients counting the tenant's orders through the ingress.
+async fn client_loop(fleet: &Fleet, ns: &TestNamespace, name: &str, clients: usize) -> ClientLoop {
+    let token = fleet.token(&endpoint(ns, name).await, name, "analyst");
+    let target = Target {
+        url: format!("http://127.0.0.1:{}/mcp", fleet.node.ingress_port()),
+        host: ingress_host(name),
+        token,
+        tool: "execute_sales_query",
+        arguments: json!({"postgresql_query": "SELECT count(*) AS n FROM retail.orders"}),
+    };
+    let bounds = Bounds {
+        clients,
+        max_calls: 50_000,
+        max_time: Duration::from_secs(600),
+        pause: Duration::from_millis(20),
+    };
+    // The ingress routes once it has seen the Ingress and its endpoints: wait for an answer
+    // first (a refusal before that is the route appearing, not what the test looks at).
+    eventually(format!("{name} answering through the ingress"), Duration::from_secs(60), || async {
+        let r = fleet
+            .call_through_ingress(&target.host, &target.token, "get_current_utc_date", json!({}))
+            .await;
+        (!r.is_error).then_some(())
+    })
+    .await;
+    ClientLoop::start(target, bounds)
+}
+
+#[tokio::test]
+async fn config_password_and_image_rollouts_fail_no_call() {
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("rollout").await;
+    let t = name("rollout");
+    apply_tenant(&ns, &t, loaded_tenant_spec(fleet, &t, &["Zava Retail Redmond"])).await;
+    wait_ready(&ns, &t).await;
+    let mut pods = eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
+    let calls = client_loop(fleet, &ns, &t, 3).await;
+    let new_tag = format!("{}-rolled", fleet.server_image);
+    fleet.node.tag_image(&fleet.server_image, &new_tag);
+    let tenants = ns.api::<McpTenant>();
+    let changes: [(&str, Value); 3] = [
+        ("config change", json!({"spec": {"database": {"statementTimeoutMs": 6000}}})),
+        ("password rotation", json!({"metadata": {"annotations": {"mcpfleet.io/rotate-password": "r1"}}})),
+        ("image change", json!({"spec": {"server": {"image": new_tag}}})),
+    ];
+    for (what, patch) in changes {
+        let before = calls.made();
+        let started = Instant::now();
+        tenants.patch(&t, &PatchParams::default(), &Patch::Merge(&patch)).await.expect(what);
+        // Every pod replaced, the new ones Ready, none of the old left.
+        let now = eventually(format!("{what}: the pods to roll"), WAIT * 4, || async {
+            rolled(&ns, &t, 2).await.filter(|now| now.iter().all(|p| !pods.contains(p)))
+        })
+        .await;
+        eprintln!(
+            "{what}: rolled {pods:?} -> {now:?} in {:.1?}, {} calls meanwhile",
+            started.elapsed(),
+            calls.made() - before
+        );
+        pods = now;
+    }
+    let report = calls.stop().await;
+    eprintln!("{}", report.line("rollouts (config, password, image) under load"));
+    assert!(report.made >= 100, "the loop ran through the rolls: {report:?}");
+    assert_eq!(report.failed, 0, "no call fails while pods roll: {:?}", report.reasons);
+    let image = ns.api::<Deployment>().get(&t).await.unwrap().spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some(new_tag.as_str()));
 }

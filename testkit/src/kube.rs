@@ -91,6 +91,18 @@ impl Node {
             .collect()
     }
 
+    /// Tags the node's image `from` as `to` in its containerd too (what pushing another tag of the
+    /// same build to a registry is): a Deployment switched to `to` rolls, with nothing to pull.
+    pub fn tag_image(&self, from: &str, to: &str) {
+        let ctr = Path::new(self.var("NODE_BIN")).join("ctr");
+        let out = Command::new(&ctr)
+            .args(["--address", self.var("CONTAINERD_ADDRESS"), "-n", "k8s.io", "images", "tag", "--force"])
+            .args([from, to])
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", ctr.display()));
+        assert!(out.status.success(), "ctr images tag {from} {to}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The ref of the imported image whose repository's last path segment is `name`
     /// (`mcp-fleet-server`, `mcp-fleet-operator`, `coredns`, ...).
     pub fn image(&self, name: &str) -> String {

@@ -1,4 +1,5 @@
 //! Helpers shared by the end-to-end tests on the node.
 
 pub mod fleet;
+pub mod load;
 pub mod tenant;
