@@ -824,6 +824,9 @@ spec:
             - --ping=true
             - --providers.kubernetesingress=true
             - --providers.kubernetesingress.ingressendpoint.ip=127.0.0.1
+            # A Service with no Ready endpoint answers 503 (what Traefik's own Helm chart sets
+            # since v31), not 404 as if the Ingress did not exist.
+            - --providers.kubernetesingress.allowEmptyServices=true
             - --global.checknewversion=false
             - --global.sendanonymoususage=false
             - --log.level=INFO

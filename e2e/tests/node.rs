@@ -20,40 +20,11 @@ use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
 use mcp_fleet_operator::crd::McpTenant;
 use serde_json::{Value, json};
 use support::fleet::{BUCKET, Fleet, OPERATOR, ingress_host, store_id};
-use support::load::{Bounds, ClientLoop, Target};
-
-/// How long a tenant may take from `kubectl apply` to Ready on this 2-core machine.
-const READY_TIMEOUT: &str = "240s";
+use support::load::{assert_audited, client_loop, loaded_tenant_spec};
+use support::wait::{READY_TIMEOUT, endpoint, name, rolled, wait_ready};
 
 async fn apply_tenant(ns: &TestNamespace, name: &str, spec: Value) -> McpTenant {
     support::tenant::create_tenant(&ns.api(), name, spec).await
-}
-
-/// `kubectl wait --for=condition=Ready mcpt/<name>`, as a user or a CI pipeline waits.
-async fn wait_ready(ns: &TestNamespace, name: &str) {
-    let mcpt = format!("mcpt/{name}");
-    let timeout = format!("--timeout={READY_TIMEOUT}");
-    let out = ns.kubectl_output(&["wait", "--for=condition=Ready", &mcpt, &timeout], None).await;
-    if !out.status.success() {
-        let describe = ns.kubectl_output(&["describe", &mcpt], None).await;
-        let pods = ns.kubectl_output(&["get", "pods,events", "-o", "wide"], None).await;
-        panic!(
-            "{mcpt} did not become Ready: {}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&describe.stdout),
-            String::from_utf8_lossy(&pods.stdout)
-        );
-    }
-}
-
-/// The endpoint the tenant's status advertises (the audience of its tokens).
-async fn endpoint(ns: &TestNamespace, name: &str) -> String {
-    let t = ns.api::<McpTenant>().get(name).await.expect("get the McpTenant");
-    t.status.and_then(|s| s.endpoint).expect("a Ready tenant advertises its endpoint")
-}
-
-fn name(prefix: &str) -> String {
-    format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
 /// The holder of the operator's Lease.
@@ -61,32 +32,6 @@ async fn leader(fleet: &Fleet) -> String {
     let leases: Api<Lease> = Api::namespaced(fleet.plane.client().await, &fleet.operator_namespace);
     let lease = leases.get(OPERATOR).await.expect("the operator's Lease");
     lease.spec.and_then(|s| s.holder_identity).unwrap_or_default()
-}
-
-/// The names of the server pods of tenant `name` once its roll is over: exactly `replicas` pods,
-/// all Ready, all of the Deployment's current template, none terminating.
-async fn rolled(ns: &TestNamespace, name: &str, replicas: i32) -> Option<Vec<String>> {
-    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=server");
-    let list = ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.expect("list server pods");
-    let ready = |p: &Pod| {
-        p.metadata.deletion_timestamp.is_none()
-            && p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    };
-    let hash = |p: &Pod| p.labels().get("pod-template-hash").cloned();
-    let d = ns.api::<Deployment>().get(name).await.expect("the tenant's Deployment");
-    let s = d.status?;
-    let want = Some(replicas);
-    let current = s.observed_generation >= d.metadata.generation
-        && s.replicas == want
-        && s.updated_replicas == want
-        && s.ready_replicas == want;
-    let items = list.items;
-    let same = items.iter().all(|p| hash(p).is_some() && hash(p) == hash(&items[0]));
-    (current && same && items.len() == replicas as usize && items.iter().all(ready))
-        .then(|| items.iter().map(|p| p.name_any()).collect())
 }
 
 #[tokio::test]
@@ -656,43 +601,6 @@ async fn pods_reach_nothing_beyond_the_node_bridge_and_image_pulls_fail_at_once(
     eprintln!("an image pull failed after {:.1?}: {reason}", started.elapsed());
 }
 
-/// A tenant's spec for the day-2 tests: two replicas, and a per-caller share large enough for a
-/// client loop (the default, 120 calls a minute, would refuse it after a minute).
-fn loaded_tenant_spec(fleet: &Fleet, name: &str, stores: &[&str]) -> Value {
-    let mut spec = fleet.tenant_spec(name, stores);
-    spec["server"]["replicas"] = json!(2);
-    spec["limits"] = json!({"perSubject": {"maxConcurrent": 64, "requestsPerMinute": 100000, "burst": 100000}});
-    spec
-}
-
-/// A client loop of `clients` MCP clients counting the tenant's orders through the ingress.
-async fn client_loop(fleet: &Fleet, ns: &TestNamespace, name: &str, clients: usize) -> ClientLoop {
-    let token = fleet.token(&endpoint(ns, name).await, name, "analyst");
-    let target = Target {
-        url: format!("http://127.0.0.1:{}/mcp", fleet.node.ingress_port()),
-        host: ingress_host(name),
-        token,
-        tool: "execute_sales_query",
-        arguments: json!({"postgresql_query": "SELECT count(*) AS n FROM retail.orders"}),
-    };
-    let bounds = Bounds {
-        clients,
-        max_calls: 50_000,
-        max_time: Duration::from_secs(600),
-        pause: Duration::from_millis(20),
-    };
-    // The ingress routes once it has seen the Ingress and its endpoints: wait for an answer
-    // first (a refusal before that is the route appearing, not what the test looks at).
-    eventually(format!("{name} answering through the ingress"), Duration::from_secs(60), || async {
-        let r = fleet
-            .call_through_ingress(&target.host, &target.token, "get_current_utc_date", json!({}))
-            .await;
-        (!r.is_error).then_some(())
-    })
-    .await;
-    ClientLoop::start(target, bounds)
-}
-
 #[tokio::test]
 async fn config_password_and_image_rollouts_fail_no_call() {
     let fleet = Fleet::shared().await;
@@ -702,6 +610,8 @@ async fn config_password_and_image_rollouts_fail_no_call() {
     wait_ready(&ns, &t).await;
     let mut pods = eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
     let calls = client_loop(fleet, &ns, &t, 3).await;
+    calls.wait_for_calls(30, Duration::from_secs(60)).await;
+    assert_eq!(calls.failed(), 0, "calls succeed before the rolls");
     let new_tag = format!("{}-rolled", fleet.server_image);
     fleet.node.tag_image(&fleet.server_image, &new_tag);
     let tenants = ns.api::<McpTenant>();
@@ -730,8 +640,10 @@ async fn config_password_and_image_rollouts_fail_no_call() {
     eprintln!("{}", report.line("rollouts (config, password, image) under load"));
     assert!(report.made >= 100, "the loop ran through the rolls: {report:?}");
     assert_eq!(report.failed, 0, "no call fails while pods roll: {:?}", report.reasons);
-    let image = ns.api::<Deployment>().get(&t).await.unwrap().spec.unwrap().template.spec.unwrap().containers[0]
-        .image
-        .clone();
+    assert_audited(fleet, &report.ok_ids).await; // drained pods flushed their audit trail
+    let image = ns.api::<Deployment>().get(&t).await.unwrap().spec.unwrap().template.spec.unwrap().containers
+        [0]
+    .image
+    .clone();
     assert_eq!(image.as_deref(), Some(new_tag.as_str()));
 }

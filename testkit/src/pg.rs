@@ -30,7 +30,11 @@ pub struct PgCluster {
     password: String,
     /// The node bridge's host address it also listens on, for pods ([`PgCluster::shared_for_pods`]).
     pod_address: Option<String>,
-    guard: Mutex<Guarded>,
+    /// The postmaster's command line and whether it runs as `postgres` (for [`PgCluster::start_again`]).
+    argv: Vec<String>,
+    as_postgres: bool,
+    /// One per start; the first also removes the scratch directory when the test process ends.
+    guards: Mutex<Vec<Guarded>>,
 }
 
 /// Where pods find a cluster: the host address it listens on and the pods' address range that
@@ -141,7 +145,15 @@ impl PgCluster {
         let guard = Guarded::spawn(&argv, as_postgres.then_some("postgres"), "INT", Some(&dir), &log)
             .map_err(|e| format!("starting postgres: {e}"))?;
         let pod_address = pods.map(|n| n.host_address.to_owned());
-        let cluster = PgCluster { port, dir, password, pod_address, guard: Mutex::new(guard) };
+        let cluster = PgCluster {
+            port,
+            dir,
+            password,
+            pod_address,
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            as_postgres,
+            guards: Mutex::new(vec![guard]),
+        };
         cluster.wait_ready(Duration::from_secs(30))?;
         Ok(cluster)
     }
@@ -158,13 +170,49 @@ impl PgCluster {
             if ok {
                 return Ok(());
             }
-            let running = self.guard.lock().map(|mut g| g.is_running()).unwrap_or(false);
+            let running = self
+                .guards
+                .lock()
+                .ok()
+                .and_then(|mut g| g.last_mut().map(Guarded::is_running))
+                .unwrap_or(false);
             if !running || Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
                 return Err(format!("PostgreSQL did not become ready on port {}:\n{log}", self.port));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops the cluster as an operator's restart does (fast shutdown: sessions are ended, the
+    /// data stays) and returns once it refuses connections. For fault tests; [`PgCluster::start_again`]
+    /// brings it back on the same port.
+    pub fn stop(&self) -> Result<(), String> {
+        let data = self.dir.join("data");
+        let pid_file = data.join("postmaster.pid");
+        let pid =
+            std::fs::read_to_string(&pid_file).map_err(|e| format!("reading {}: {e}", pid_file.display()))?;
+        let pid = pid.lines().next().unwrap_or_default().trim().to_owned();
+        run(Command::new("kill").args(["-INT", &pid]))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // The postmaster removes its pid file last, once every backend has gone.
+        while pid_file.exists() {
+            if Instant::now() > deadline {
+                return Err(format!("PostgreSQL (pid {pid}) did not stop within 60 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50)); // polling interval
+        }
+        Ok(())
+    }
+
+    /// Starts the cluster again after [`PgCluster::stop`], with the same data, port and settings.
+    pub fn start_again(&self) -> Result<(), String> {
+        let argv: Vec<&str> = self.argv.iter().map(String::as_str).collect();
+        let log = self.dir.join("postgres.log");
+        let guard = Guarded::spawn(&argv, self.as_postgres.then_some("postgres"), "INT", None, &log)
+            .map_err(|e| format!("starting postgres again: {e}"))?;
+        self.guards.lock().map_err(|_| "a poisoned lock".to_owned())?.push(guard);
+        self.wait_ready(Duration::from_secs(60))
     }
 
     /// The superuser's password.

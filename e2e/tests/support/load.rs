@@ -8,8 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use mcp_fleet_e2e::{TestNamespace, eventually};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
+
+use super::fleet::{Fleet, ingress_host};
+use super::wait::endpoint;
 
 /// Where and what the loop calls.
 pub struct Target {
@@ -42,6 +46,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// The longest call.
     pub slowest: Duration,
+    /// The `x-request-id` of every call that succeeded (what its audit record carries).
+    pub ok_ids: Vec<String>,
 }
 
 impl Report {
@@ -63,10 +69,20 @@ impl Report {
     }
 }
 
+/// One client's part of a [`Report`].
+#[derive(Default)]
+struct Tally {
+    failed: u64,
+    reasons: BTreeMap<String, u64>,
+    slowest: Duration,
+    ok_ids: Vec<String>,
+}
+
 pub struct ClientLoop {
     stop: Arc<AtomicBool>,
     made: Arc<AtomicU64>,
-    tasks: JoinSet<(u64, BTreeMap<String, u64>, Duration)>,
+    failed: Arc<AtomicU64>,
+    tasks: JoinSet<Tally>,
     started: Instant,
 }
 
@@ -74,18 +90,21 @@ impl ClientLoop {
     pub fn start(target: Target, bounds: Bounds) -> ClientLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let made = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
         let target = Arc::new(target);
         let started = Instant::now();
+        let run = format!("load-{:08x}", rand::random::<u32>());
         let mut tasks = JoinSet::new();
         for client in 0..bounds.clients {
-            let (stop, made, target) = (stop.clone(), made.clone(), target.clone());
+            let (stop, made, target, run) = (stop.clone(), made.clone(), target.clone(), run.clone());
+            let failed = failed.clone();
             let (max_calls, max_time, pause) = (bounds.max_calls, bounds.max_time, bounds.pause);
             tasks.spawn(async move {
                 let http = reqwest::Client::builder()
                     .timeout(Duration::from_secs(60))
                     .build()
                     .expect("an HTTP client");
-                let (mut failed, mut reasons, mut slowest) = (0u64, BTreeMap::new(), Duration::ZERO);
+                let mut tally = Tally::default();
                 let mut id = 0u64;
                 // At most `clients - 1` calls past `max_calls`: each client checks before its call.
                 while !stop.load(Ordering::Relaxed)
@@ -93,20 +112,25 @@ impl ClientLoop {
                     && started.elapsed() < max_time
                 {
                     id += 1;
+                    let request_id = format!("{run}-{client}-{id}");
                     let t0 = Instant::now();
-                    let outcome = call(&http, &target, client as u64 * 1_000_000 + id).await;
+                    let outcome = call(&http, &target, id, &request_id).await;
                     made.fetch_add(1, Ordering::Relaxed);
-                    slowest = slowest.max(t0.elapsed());
-                    if let Err(why) = outcome {
-                        failed += 1;
-                        *reasons.entry(why.chars().take(160).collect()).or_insert(0) += 1;
+                    tally.slowest = tally.slowest.max(t0.elapsed());
+                    match outcome {
+                        Ok(()) => tally.ok_ids.push(request_id),
+                        Err(why) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            tally.failed += 1;
+                            *tally.reasons.entry(why.chars().take(160).collect()).or_insert(0) += 1;
+                        }
                     }
                     tokio::time::sleep(pause).await; // pacing between calls, not a wait for an event
                 }
-                (failed, reasons, slowest)
+                tally
             });
         }
-        ClientLoop { stop, made, tasks, started }
+        ClientLoop { stop, made, failed, tasks, started }
     }
 
     /// Calls answered (or failed) so far.
@@ -114,26 +138,40 @@ impl ClientLoop {
         self.made.load(Ordering::Relaxed)
     }
 
+    /// Calls failed so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Waits (bounded by `within`) until `n` more calls have been answered or failed.
+    pub async fn wait_for_calls(&self, n: u64, within: Duration) {
+        let target = self.made() + n;
+        eventually(format!("{n} more calls"), within, || async { (self.made() >= target).then_some(()) })
+            .await;
+    }
+
     /// Stops the clients (each finishes its call) and reports.
     pub async fn stop(mut self) -> Report {
         self.stop.store(true, Ordering::Relaxed);
         let elapsed = self.started.elapsed();
-        let (mut failed, mut reasons, mut slowest) = (0, BTreeMap::new(), Duration::ZERO);
+        let mut all = Tally::default();
         while let Some(joined) = self.tasks.join_next().await {
-            let (f, r, s) = joined.expect("a client task");
-            failed += f;
-            slowest = slowest.max(s);
-            for (why, n) in r {
-                *reasons.entry(why).or_insert(0) += n;
+            let t = joined.expect("a client task");
+            all.failed += t.failed;
+            all.slowest = all.slowest.max(t.slowest);
+            all.ok_ids.extend(t.ok_ids);
+            for (why, n) in t.reasons {
+                *all.reasons.entry(why).or_insert(0) += n;
             }
         }
-        Report { made: self.made.load(Ordering::Relaxed), failed, reasons, elapsed, slowest }
+        let Tally { failed, reasons, slowest, ok_ids } = all;
+        Report { made: self.made.load(Ordering::Relaxed), failed, reasons, elapsed, slowest, ok_ids }
     }
 }
 
 /// One stateless `tools/call` POST; `Err` with what a user would see unless it is a successful
 /// tool result.
-async fn call(http: &reqwest::Client, t: &Target, id: u64) -> Result<(), String> {
+async fn call(http: &reqwest::Client, t: &Target, id: u64, request_id: &str) -> Result<(), String> {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": t.tool, "arguments": t.arguments}});
     let response = http
@@ -142,6 +180,7 @@ async fn call(http: &reqwest::Client, t: &Target, id: u64) -> Result<(), String>
         .header("authorization", format!("Bearer {}", t.token))
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2025-11-25")
+        .header("x-request-id", request_id)
         .json(&body)
         .send()
         .await
@@ -158,5 +197,68 @@ async fn call(http: &reqwest::Client, t: &Target, id: u64) -> Result<(), String>
     match v["result"]["isError"].as_bool() {
         Some(false) => Ok(()),
         _ => Err(format!("tool error: {}", v["result"]["content"][0]["text"])),
+    }
+}
+
+/// A tenant's spec for the day-2 tests: two replicas, and a per-caller share large enough for a
+/// client loop (the default, 120 calls a minute, would refuse it after a minute).
+pub fn loaded_tenant_spec(fleet: &Fleet, name: &str, stores: &[&str]) -> Value {
+    let mut spec = fleet.tenant_spec(name, stores);
+    spec["server"]["replicas"] = json!(2);
+    spec["limits"] =
+        json!({"perSubject": {"maxConcurrent": 64, "requestsPerMinute": 100000, "burst": 100000}});
+    spec
+}
+
+/// A client loop of `clients` MCP clients counting the tenant's orders through the ingress.
+pub async fn client_loop(fleet: &Fleet, ns: &TestNamespace, name: &str, clients: usize) -> ClientLoop {
+    let token = fleet.token(&endpoint(ns, name).await, name, "analyst");
+    let target = Target {
+        url: format!("http://127.0.0.1:{}/mcp", fleet.node.ingress_port()),
+        host: ingress_host(name),
+        token,
+        tool: "execute_sales_query",
+        arguments: json!({"postgresql_query": "SELECT count(*) AS n FROM retail.orders"}),
+    };
+    let bounds = Bounds {
+        clients,
+        max_calls: 50_000,
+        max_time: Duration::from_secs(600),
+        pause: Duration::from_millis(20),
+    };
+    // The ingress routes once it has seen the Ingress and its endpoints: wait for an answer
+    // first (a refusal before that is the route appearing, not what the test looks at).
+    eventually(format!("{name} answering through the ingress"), Duration::from_secs(60), || async {
+        let r =
+            fleet.call_through_ingress(&target.host, &target.token, "get_current_utc_date", json!({})).await;
+        (!r.is_error).then_some(())
+    })
+    .await;
+    ClientLoop::start(target, bounds)
+}
+
+/// Waits (bounded, 60 s) until every call in `ok_ids` has its row in `audit.tool_calls`, as the
+/// superuser sees the trail; panics with how many are missing.
+pub async fn assert_audited(fleet: &Fleet, ok_ids: &[String]) {
+    let mut conn = fleet.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(DISTINCT request_id) FROM audit.tool_calls WHERE request_id = ANY($1)",
+        )
+        .bind(ok_ids)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count audit records");
+        if n as usize == ok_ids.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} successful calls have no audit record after 60 s",
+            ok_ids.len() - n as usize,
+            ok_ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await; // polling interval
     }
 }

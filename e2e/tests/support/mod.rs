@@ -3,3 +3,4 @@
 pub mod fleet;
 pub mod load;
 pub mod tenant;
+pub mod wait;

@@ -21,7 +21,12 @@ use mcp_fleet_core::server_config::CheckedDatabase;
 pub enum DbError {
     #[error("the database is unavailable right now; try again shortly")]
     Unavailable(#[source] sqlx::Error),
-    #[error("all database connections are busy; try again shortly")]
+    /// No connection came free within the acquire timeout. The pool cannot tell whether all its
+    /// connections are in use or new ones cannot be opened (the database is down or restarting),
+    /// so the message names both (a PostgreSQL restart showed only the first was misleading).
+    #[error(
+        "no database connection came free in time (all are busy, or the database is not answering); try again shortly"
+    )]
     Busy,
     #[error("x-rls-user-id does not identify one of tenant {tenant}'s stores")]
     UnknownStore { tenant: String },

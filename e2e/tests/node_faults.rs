@@ -1,0 +1,112 @@
+//! Faults on the node under load, as the people running the fleet meet them: PostgreSQL
+//! restarts while MCP clients call a tenant through the ingress. Each test here stops something
+//! every tenant shares, so this file has its own fleet (its own process, see `support::fleet`)
+//! and runs its tests one at a time. Each test prints one line for the fault table: the fault,
+//! the load held, calls made and failed, audit records lost, and the recovery time.
+
+#[allow(dead_code)] // each test binary uses its own part of the shared helpers
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
+use support::fleet::Fleet;
+use support::load::{assert_audited, client_loop, loaded_tenant_spec};
+use support::tenant::create_tenant;
+use support::wait::{name, rolled, wait_ready};
+
+static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The server pods of tenant `name`: `(pod name, pod IP, container restarts)`.
+async fn server_pods(ns: &TestNamespace, name: &str) -> Vec<(String, String, i32)> {
+    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=server");
+    let list =
+        ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.expect("list server pods");
+    list.items
+        .into_iter()
+        .map(|p| {
+            let status = p.status.unwrap_or_default();
+            let restarts = status.container_statuses.iter().flatten().map(|c| c.restart_count).sum();
+            (p.metadata.name.unwrap_or_default(), status.pod_ip.unwrap_or_default(), restarts)
+        })
+        .collect()
+}
+
+/// What `GET /health/ready` of each pod answers, straight to the pod IP on the node bridge
+/// (what the kubelet's readiness probe sees).
+async fn readiness(pods: &[(String, String, i32)]) -> Vec<u16> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("an HTTP client");
+    let mut out = Vec::new();
+    for (_, ip, _) in pods {
+        let r = http.get(format!("http://{ip}:8080/health/ready")).send().await;
+        out.push(r.map(|r| r.status().as_u16()).unwrap_or(0));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_postgresql_restart_under_load_fails_calls_clearly_and_loses_no_audit_record() {
+    let _one = ONE_FAULT_AT_A_TIME.lock().await;
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("pg-restart").await;
+    let t = name("pgrestart");
+    create_tenant(&ns.api(), &t, loaded_tenant_spec(fleet, &t, &["Zava Retail Kirkland"])).await;
+    wait_ready(&ns, &t).await;
+    eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
+    let pods = server_pods(&ns, &t).await;
+    let calls = client_loop(fleet, &ns, &t, 3).await;
+    calls.wait_for_calls(30, Duration::from_secs(60)).await;
+    assert_eq!(calls.failed(), 0, "calls succeed before the fault");
+
+    let pg = fleet.pg;
+    tokio::task::spawn_blocking(move || pg.stop()).await.expect("a blocking task").expect("stop PostgreSQL");
+    let stopped = Instant::now();
+    // Every server notices on its own: readiness 503 (so the Service stops sending it calls).
+    eventually("every server pod to say it is not ready", Duration::from_secs(60), || async {
+        readiness(&pods).await.iter().all(|s| *s == 503).then_some(())
+    })
+    .await;
+    calls.wait_for_calls(20, Duration::from_secs(120)).await; // the loop meets the outage
+    tokio::task::spawn_blocking(move || pg.start_again())
+        .await
+        .expect("a blocking task")
+        .expect("start PostgreSQL");
+    let down_for = stopped.elapsed();
+    let restarted = Instant::now();
+    // Back without a pod restart: the same pods turn Ready again.
+    eventually("both server pods Ready again", Duration::from_secs(120), || async {
+        let now = rolled(&ns, &t, 2).await?;
+        (now.len() == pods.len() && pods.iter().all(|(p, _, _)| now.contains(p))).then_some(())
+    })
+    .await;
+    let recovery = restarted.elapsed();
+    // Once calls that began during the outage are done, every call succeeds again.
+    calls.wait_for_calls(10, Duration::from_secs(120)).await;
+    let failed_after_recovery = calls.failed();
+    calls.wait_for_calls(60, Duration::from_secs(120)).await;
+    assert_eq!(calls.failed(), failed_after_recovery, "calls fail after PostgreSQL is back");
+
+    let report = calls.stop().await;
+    eprintln!("{}", report.line("PostgreSQL stopped and started under load"));
+    eprintln!(
+        "fault table: PostgreSQL restart (down {down_for:.1?}) | {:.1} calls/s | {} made | {} failed | audit lost: see below | Ready again {recovery:.1?} after the start",
+        report.calls_per_second(),
+        report.made,
+        report.failed
+    );
+    assert!(report.failed > 0, "the loop met the outage: {report:?}");
+    // Each failure says what happened and that a retry helps: no hang, no internals. With every
+    // pod unready the ingress answers 503 (the Service is known, nothing can serve it now).
+    for why in report.reasons.keys() {
+        let clear = why.contains("try again") || why.contains("retry") || why.starts_with("HTTP 503");
+        assert!(clear, "an unclear failure during the outage: {why}");
+    }
+    assert!(report.slowest < Duration::from_secs(35), "a call hung past the request timeout: {report:?}");
+    for (pod, _, restarts) in server_pods(&ns, &t).await {
+        assert_eq!(restarts, 0, "{pod} was restarted (a liveness kill?)");
+    }
+    assert_audited(fleet, &report.ok_ids).await;
+    eprintln!("audit: all {} successful calls recorded, 0 lost", report.ok_ids.len());
+}
