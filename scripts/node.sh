@@ -799,6 +799,22 @@ metadata:
 spec:
   controller: traefik.io/ingress-controller
 ---
+# Every router of the web entry point retries a call whose backend connection failed (a pod
+# that has just died, before its endpoint is gone), on another endpoint. Only connection-level
+# failures are retried: once a server answers, its answer stands. ingress-nginx does the same
+# by default (proxy_next_upstream error). Each retry picks an endpoint afresh and may meet the
+# dead pod again, so the backoff (100 ms, then 200 ms) spans the second or two until its
+# endpoint is gone.
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: traefik-dynamic, namespace: kube-system}
+data:
+  retry.yaml: |
+    http:
+      middlewares:
+        connect-retry:
+          retry: {attempts: 10, initialInterval: 100ms}
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: traefik, namespace: kube-system, labels: {app: traefik}}
@@ -827,6 +843,8 @@ spec:
             # A Service with no Ready endpoint answers 503 (what Traefik's own Helm chart sets
             # since v31), not 404 as if the Ingress did not exist.
             - --providers.kubernetesingress.allowEmptyServices=true
+            - --providers.file.directory=/etc/traefik/dynamic
+            - --entryPoints.web.http.middlewares=connect-retry@file
             - --global.checknewversion=false
             - --global.sendanonymoususage=false
             - --log.level=INFO
@@ -834,7 +852,9 @@ spec:
           readinessProbe: {httpGet: {host: 127.0.0.1, path: /ping, port: $traefik_admin_port}, periodSeconds: 2}
           livenessProbe: {httpGet: {host: 127.0.0.1, path: /ping, port: $traefik_admin_port}, periodSeconds: 10}
           resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 512Mi}}
+          volumeMounts: [{name: dynamic, mountPath: /etc/traefik/dynamic, readOnly: true}]
           $restricted
+      volumes: [{name: dynamic, configMap: {name: traefik-dynamic}}]
 YAML
 }
 

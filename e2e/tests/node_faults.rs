@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
 use support::fleet::Fleet;
-use support::load::{assert_audited, client_loop, loaded_tenant_spec};
+use support::load::{assert_audited, client_loop, loaded_tenant_spec, unaudited};
 use support::tenant::create_tenant;
 use support::wait::{name, rolled, wait_ready};
 
@@ -109,4 +109,86 @@ async fn a_postgresql_restart_under_load_fails_calls_clearly_and_loses_no_audit_
     }
     assert_audited(fleet, &report.ok_ids).await;
     eprintln!("audit: all {} successful calls recorded, 0 lost", report.ok_ids.len());
+}
+
+/// Kills the server process of pod `uid` with SIGKILL, from the host, as the kernel's OOM
+/// killer or a crash would end it: the process whose cgroup is the pod's and whose name is the
+/// server's. Returns its host PID.
+fn kill_server_of_pod(uid: &str) -> i32 {
+    let marker = format!("pod{uid}");
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &i32| {
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            cgroup.contains(&marker) && comm.trim() == "mcp-fleet-serve"
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "exactly one server process in pod {uid}: {pids:?}");
+    let pid = pids[0].to_string();
+    let killed = std::process::Command::new("kill").args(["-KILL", &pid]).status().expect("run kill");
+    assert!(killed.success(), "kill -KILL {pid}");
+    pids[0]
+}
+
+#[tokio::test]
+async fn a_server_pod_killed_under_load_costs_only_the_calls_in_flight_on_it() {
+    let _one = ONE_FAULT_AT_A_TIME.lock().await;
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("pod-kill").await;
+    let t = name("podkill");
+    create_tenant(&ns.api(), &t, loaded_tenant_spec(fleet, &t, &["Zava Retail Bellevue"])).await;
+    wait_ready(&ns, &t).await;
+    eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
+    let clients = 3;
+    let calls = client_loop(fleet, &ns, &t, clients).await;
+    calls.wait_for_calls(30, Duration::from_secs(60)).await;
+    assert_eq!(calls.failed(), 0, "calls succeed before the fault");
+
+    let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
+    let pods = ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.expect("list pods").items;
+    let victim = &pods[0];
+    let (victim_name, uid) = (victim.metadata.name.clone().unwrap_or_default(), victim.metadata.uid.clone());
+    let uid = uid.expect("a pod uid");
+    let pid = tokio::task::spawn_blocking(move || kill_server_of_pod(&uid)).await.expect("a blocking task");
+    let killed = Instant::now();
+    // The kubelet restarts the container in place; the pod turns Ready again.
+    eventually(format!("{victim_name} restarted and Ready"), Duration::from_secs(120), || async {
+        let restarted = server_pods(&ns, &t).await.into_iter().any(|(p, _, r)| p == victim_name && r == 1);
+        (restarted && rolled(&ns, &t, 2).await.is_some()).then_some(())
+    })
+    .await;
+    let recovery = killed.elapsed();
+    calls.wait_for_calls(10, Duration::from_secs(60)).await;
+    let failed_after_recovery = calls.failed();
+    calls.wait_for_calls(60, Duration::from_secs(120)).await;
+    assert_eq!(calls.failed(), failed_after_recovery, "calls fail after the pod is back");
+
+    let report = calls.stop().await;
+    eprintln!("{}", report.line(&format!("server process {pid} of {victim_name} killed under load")));
+    eprintln!(
+        "fault table: server pod killed (SIGKILL) | {:.1} calls/s | {} made | {} failed | audit lost: see below | Ready again {recovery:.1?} after the kill",
+        report.calls_per_second(),
+        report.made,
+        report.failed
+    );
+    // The ingress retries a call whose connection to the dead pod is refused (`connect-retry` in
+    // scripts/node.sh; without it 28 of 277 calls failed), so only calls in flight on the killed
+    // pod fail: at most one per client.
+    assert!(
+        report.failed <= clients as u64,
+        "at most the calls in flight on the killed pod fail ({clients} clients): {:?}",
+        report.reasons
+    );
+    // Known gap, not hidden: the audit writer batches records for up to 100 ms after the answer
+    // has gone out, so a SIGKILL loses the records of the victim's last answers (1 of 236 in one
+    // run). Counted and bounded here (a batch window of this loop's calls); closing it means the
+    // answer waits for its record's commit (see issue 15's note).
+    let lost = unaudited(fleet, &report.ok_ids).await;
+    eprintln!(
+        "audit: {lost} of {} successful calls unrecorded (SIGKILL before the batch)",
+        report.ok_ids.len()
+    );
+    assert!(lost <= 2 * clients, "{lost} audit records lost, more than one batch window");
 }

@@ -140,6 +140,36 @@ async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
     assert!(err, "{text}");
 }
 
+/// A PostgreSQL restart ends the sessions of running queries ("terminating connection due to
+/// administrator command"). The caller's query was fine: it hears that the database is
+/// unavailable and to try again, and the next call works on a fresh connection.
+#[tokio::test]
+async fn a_query_whose_session_the_database_ends_is_told_to_try_again() {
+    let db = embedded_db().await;
+    let t = tenant(&db, &[1]).await;
+    let srv = server(&db, &t, Opts { statement_timeout: Some("30s".into()), ..Default::default() }).await;
+    let c = client(&srv.url, &[]).await;
+    let slow = json!({ "postgresql_query": "SELECT count(*) AS n FROM retail.order_items a, (SELECT 1 FROM generate_series(1, 2999)) b" });
+    let running = tokio::spawn(async move { call(&c, "execute_sales_query", slow).await });
+    wait_until_running(&db, "generate_series(1, 2999)", &running).await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE strpos(query, 'generate_series(1, 2999)') > 0 AND pid <> pg_backend_pid()",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("end the session as a restart does");
+    let (err, text) = tokio::time::timeout(Duration::from_secs(30), running).await.unwrap().unwrap();
+    assert!(err, "{text}");
+    assert_eq!(
+        parse(&text)["err"],
+        json!("the database is unavailable right now; try again shortly"),
+        "{text}"
+    );
+    let c = client(&srv.url, &[]).await;
+    let (err, text) = call(&c, "execute_sales_query", json!({"postgresql_query": "SELECT 1 AS one"})).await;
+    assert!(!err && parse(&text)["r"] == json!([[1]]), "the next call works: {text}");
+}
+
 #[tokio::test]
 async fn overload_is_shed_with_503_instead_of_queueing() {
     let db = embedded_db().await;

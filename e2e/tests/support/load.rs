@@ -240,6 +240,13 @@ pub async fn client_loop(fleet: &Fleet, ns: &TestNamespace, name: &str, clients:
 /// Waits (bounded, 60 s) until every call in `ok_ids` has its row in `audit.tool_calls`, as the
 /// superuser sees the trail; panics with how many are missing.
 pub async fn assert_audited(fleet: &Fleet, ok_ids: &[String]) {
+    let missing = unaudited(fleet, ok_ids).await;
+    assert_eq!(missing, 0, "{missing} of {} successful calls have no audit record after 60 s", ok_ids.len());
+}
+
+/// How many calls of `ok_ids` still have no row in `audit.tool_calls` once every record that
+/// is coming has come (waits up to 60 s for them).
+pub async fn unaudited(fleet: &Fleet, ok_ids: &[String]) -> usize {
     let mut conn = fleet.connect().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -250,15 +257,10 @@ pub async fn assert_audited(fleet: &Fleet, ok_ids: &[String]) {
         .fetch_one(&mut conn)
         .await
         .expect("count audit records");
-        if n as usize == ok_ids.len() {
-            return;
+        let missing = ok_ids.len() - n as usize;
+        if missing == 0 || Instant::now() > deadline {
+            return missing;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} successful calls have no audit record after 60 s",
-            ok_ids.len() - n as usize,
-            ok_ids.len()
-        );
         tokio::time::sleep(Duration::from_millis(500)).await; // polling interval
     }
 }

@@ -62,6 +62,11 @@ impl DbError {
     pub fn from_query(err: sqlx::Error, timeout: Duration) -> Self {
         match err {
             sqlx::Error::PoolTimedOut => DbError::Busy,
+            // The server is shutting down, restarting or not yet accepting connections (class 57P:
+            // admin_shutdown, crash_shutdown, cannot_connect_now): the query was fine, retry it.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P")) => {
+                DbError::Unavailable(sqlx::Error::Database(db))
+            }
             sqlx::Error::Database(db) => {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                 let (reason, hint) = match code.as_str() {
