@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
 
-/// How long one tool invocation may take.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one tool invocation may take: a safety net longer than any `--timeout` a test gives
+/// a tool itself (`kubectl wait --timeout=240s` for a tenant to become Ready on a busy machine),
+/// so that the tool's own timeout, with its message, is what a slow test meets.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs `program args...` with extra `env`, feeding `stdin` if given; panics if it cannot be
 /// started or outlives [`COMMAND_TIMEOUT`] (it is killed then).

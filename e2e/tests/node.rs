@@ -418,8 +418,12 @@ async fn the_standby_operator_takes_over_when_the_leader_pod_is_deleted() {
     let fleet = Fleet::shared().await;
     let ns = fleet.namespace("takeover").await;
     let t = name("redmond");
-    apply_tenant(&ns, &t, fleet.tenant_spec(&t, &["Zava Retail Redmond"])).await;
+    apply_tenant(&ns, &t, loaded_tenant_spec(fleet, &t, &["Zava Retail Redmond"])).await;
     wait_ready(&ns, &t).await;
+    eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
+    // The tenant's callers do not notice the operator changing hands, nor the roll that follows.
+    let calls = client_loop(fleet, &ns, &t, 3).await;
+    calls.wait_for_calls(30, Duration::from_secs(60)).await;
 
     let deployments: Api<Deployment> = ns.api();
     let config_hash = |d: Deployment| {
@@ -470,6 +474,11 @@ async fn the_standby_operator_takes_over_when_the_leader_pod_is_deleted() {
         )
         .await;
     assert!(rollout.status.success(), "{}", String::from_utf8_lossy(&rollout.stderr));
+    eventually("the roll to finish", WAIT * 4, || rolled(&ns, &t, 2)).await;
+    let report = calls.stop().await;
+    eprintln!("{}", report.line("leader operator pod deleted, then a roll"));
+    assert_eq!(report.failed, 0, "the tenant's callers see no failure: {:?}", report.reasons);
+    assert_audited(fleet, &report.ok_ids).await;
 }
 
 /// A network namespace this test creates, joined to the host by a veth pair on a TEST-NET-2
