@@ -5,8 +5,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export RUST_BACKTRACE ?= 0
 export MCP_FLEET_CACHE ?= $(HOME)/.cache/mcp-fleet
-# candle otherwise re-reads /proc/cpuinfo on every matrix product (server/src/embed/local.rs)
-export CANDLE_NUM_THREADS ?= $(shell nproc)
+# candle otherwise re-reads /proc/cpuinfo on every matrix product. The server binary sets it for
+# itself (server/src/embed/threads.rs); this is for the tests that load the model in-process.
+export RAYON_NUM_THREADS ?= $(shell nproc)
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 SERVER := $(TARGET_DIR)/debug/mcp-fleet-server

@@ -70,6 +70,11 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread starts: the local model's thread count, fixed once (may restart the process).
+    if cfg!(feature = "local-embeddings") && matches!(cli.command, Command::Serve(_) | Command::Embed { .. })
+    {
+        crate::embed::threads::settle_for_candle();
+    }
     crate::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

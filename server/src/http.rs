@@ -20,6 +20,7 @@ use tower::ServiceBuilder;
 
 use crate::auth::{AuthRejection, Authenticator, RESOURCE_METADATA_PATH};
 use crate::db::TenantDb;
+use crate::mcp::stateless::McpEndpoint;
 use crate::mcp::{AppState, RetailServer};
 
 /// What the HTTP layer needs besides the tool state.
@@ -52,17 +53,18 @@ pub fn router(
     let factory_state = app.clone();
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     hosts.extend(opts.allowed_hosts.iter().cloned());
-    let mcp = StreamableHttpService::new(
+    let rmcp = StreamableHttpService::new(
         move || Ok(RetailServer::new(factory_state.clone())),
         Arc::new(NeverSessionManager::default()),
         StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)
             .with_json_response(true)
             .with_sse_keep_alive(None)
-            .with_allowed_hosts(hosts)
+            .with_allowed_hosts(hosts.clone())
             .with_max_request_body_bytes(opts.max_body_bytes)
             .with_cancellation_token(cancel),
     );
+    let mcp = McpEndpoint::new(rmcp, RetailServer::new(app.clone()), &hosts);
     let shared = Shared {
         app: app.clone(),
         auth,
@@ -113,7 +115,13 @@ fn error_response(status: StatusCode, message: &str) -> Response {
     r
 }
 
-/// A request id: the caller's `x-request-id` when it is short and plain, else a fresh UUID.
+/// The request id [`observe`] chose, for the layers inside it (one id per request, echoed in
+/// the response and carried by the caller's identity into the log and the audit trail).
+#[derive(Clone)]
+struct RequestId(String);
+
+/// A request id: the caller's `x-request-id` when it is short and plain, else a fresh UUID
+/// (from the thread's CSPRNG rather than a `getrandom` system call per request).
 fn request_id(req: &Request) -> String {
     req.headers()
         .get("x-request-id")
@@ -124,11 +132,14 @@ fn request_id(req: &Request) -> String {
                 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string())
 }
 
 async fn authenticate(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
-    let id = request_id(&req);
+    let id = match req.extensions_mut().remove::<RequestId>() {
+        Some(RequestId(id)) => id,
+        None => request_id(&req),
+    };
     match s.auth.authenticate(req.headers(), id).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
@@ -157,7 +168,7 @@ async fn resource_metadata(State(s): State<Shared>) -> Response {
 }
 
 /// Counts requests by route and status, tracks in-flight MCP requests, echoes the request id.
-async fn observe(State(s): State<Shared>, req: Request, next: Next) -> Response {
+async fn observe(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
     let route = match req.uri().path() {
         "/mcp" => "/mcp",
         "/health" | "/health/live" | "/health/ready" => "/health",
@@ -166,6 +177,7 @@ async fn observe(State(s): State<Shared>, req: Request, next: Next) -> Response 
         _ => "other",
     };
     let id = request_id(&req);
+    req.extensions_mut().insert(RequestId(id.clone()));
     let inflight = (route == "/mcp").then(|| InFlight::enter(&s.app.metrics.inflight_requests));
     let mut resp = next.run(req).await;
     drop(inflight);

@@ -412,3 +412,52 @@ async fn utc_date_health_readiness_and_metrics() {
     assert_eq!(resp.status(), 503);
     assert!(resp.text().await.unwrap().contains("belongs to tenant"));
 }
+
+/// A plain stateless `tools/call` POST is answered without rmcp's per-request service
+/// (`mcp::stateless`); one with anything unusual (here quality weights in `Accept`) still goes
+/// through rmcp. Whichever way, a client gets the same bytes, the same status, and an audit row.
+#[tokio::test]
+async fn a_plain_tool_call_answers_exactly_as_rmcp_does() {
+    let db = embedded_db().await;
+    let t = tenant(&db, &[7]).await;
+    let srv = server(&db, &t, Opts::default()).await;
+    let http = reqwest::Client::new();
+    let post = |accept: &'static str, body: Value| {
+        let request = http
+            .post(&srv.url)
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string());
+        async move {
+            let resp = request.send().await.unwrap();
+            let status = resp.status();
+            let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            (status, content_type, resp.text().await.unwrap())
+        }
+    };
+    let plain = "application/json, text/event-stream";
+    let weighted = "application/json;q=1.0, text/event-stream;q=0.9";
+    let calls = [
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "execute_sales_query",
+            "arguments": {"postgresql_query": "SELECT store_name FROM retail.stores ORDER BY 1"}}}),
+        json!({"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {"name": "execute_sales_query",
+            "arguments": {"postgresql_query": "DELETE FROM retail.orders"}}}),
+        json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "no_such_tool"}}),
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "execute_sales_query",
+            "arguments": {"wrong": 1}}}),
+    ];
+    for body in &calls {
+        let direct = post(plain, body.clone()).await;
+        let through_rmcp = post(weighted, body.clone()).await;
+        assert_eq!(direct, through_rmcp, "{body}");
+        assert_eq!(direct.0, 200, "{direct:?}");
+    }
+    let (_, _, text) = post(plain, calls[0].clone()).await;
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["id"], json!(7));
+    assert_eq!(answer["result"]["structuredContent"]["n"], json!(1), "{text}");
+    // Every call that reached a tool is audited: the 3 known-tool calls twice, and once more.
+    let rows = support::wait_for_audit(&db, 7).await;
+    assert_eq!(rows.iter().filter(|r| r.tool == "execute_sales_query").count(), 7, "{rows:?}");
+}

@@ -98,7 +98,10 @@ fn log(msg: &str) {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--baseline-server") {
-        return baseline::main();
+        return baseline::main(false);
+    }
+    if args.iter().any(|a| a == baseline::RMCP_FLAG) {
+        return baseline::main(true);
     }
     let opts = Options {
         quick: args.iter().any(|a| a == "--quick"),
@@ -148,9 +151,19 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         baseline::READY_PREFIX,
         Duration::from_secs(30),
     )?;
+    let rmcp_min = ServerProcess::spawn(
+        "minimal rmcp",
+        &std::env::current_exe()?,
+        &[baseline::RMCP_FLAG.to_owned()],
+        &[],
+        &scratch.join("baseline-rmcp.log"),
+        baseline::READY_PREFIX,
+        Duration::from_secs(30),
+    )?;
     check_model_loading(&with_model, &without_model)?;
     let pool = fx.tenant_pool().await?;
     sanity_checks(&with_model, &without_model, &bare, &pool).await?;
+    sanity_checks_date(&rmcp_min).await?;
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = [with_model.memory()?, without_model.memory()?];
@@ -173,6 +186,18 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             budget,
         )
         .await?;
+        let minimal = measure(
+            "minimal rmcp get_current_utc_date",
+            rpc_clients(rmcp_min.addr, clients, std::slice::from_ref(&date)).await?,
+            budget,
+        )
+        .await?;
+        report.tool_vs_rmcp.push(Comparison::new(
+            "get_current_utc_date",
+            "minimal rmcp server",
+            mcp.clone(),
+            minimal,
+        ));
         report.tool_vs_axum.push(Comparison::new(
             "get_current_utc_date",
             "bare axum JSON-RPC handler",
@@ -180,6 +205,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             baseline,
         ));
     }
+    drop(rmcp_min);
 
     // 1. execute_sales_query against the same SQL through sqlx.
     for (name, sql) in [
@@ -359,6 +385,15 @@ fn check_model_loading(with_model: &ServerProcess, without_model: &ServerProcess
         |p: &ServerProcess| std::fs::read_to_string(&p.log).map(|t| t.contains("embedding model loaded"));
     anyhow::ensure!(loaded(with_model)?, "{} did not log `embedding model loaded`", with_model.name);
     anyhow::ensure!(!loaded(without_model)?, "{} loaded the embedding model", without_model.name);
+    Ok(())
+}
+
+/// The minimal rmcp server answers the date call as the others do.
+async fn sanity_checks_date(p: &ServerProcess) -> anyhow::Result<()> {
+    let date = tool_call(1, "get_current_utc_date", json!({}));
+    let text = tool_text(&RpcClient::connect(p.addr, vec![date]).await?.send().await?)
+        .with_context(|| format!("{}: get_current_utc_date", p.name))?;
+    anyhow::ensure!(text.starts_with("Current UTC Date/Time: "), "{}: {text}", p.name);
     Ok(())
 }
 

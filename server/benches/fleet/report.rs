@@ -125,6 +125,8 @@ pub struct Report {
     pub machine: Machine,
     pub dataset: String,
     pub tool_vs_axum: Vec<Comparison>,
+    /// The same call against the smallest rmcp server: what rmcp's own per-request path costs.
+    pub tool_vs_rmcp: Vec<Comparison>,
     pub query_vs_raw: Vec<Comparison>,
     pub query_vs_cached: Vec<Comparison>,
     pub embed: Stats,
@@ -160,6 +162,7 @@ impl Report {
             machine: Machine::capture(),
             dataset: String::new(),
             tool_vs_axum: Vec::new(),
+            tool_vs_rmcp: Vec::new(),
             query_vs_raw: Vec::new(),
             query_vs_cached: Vec::new(),
             embed: empty(),
@@ -220,6 +223,20 @@ impl Report {
              process and a default multi-thread tokio runtime, that parses the same JSON-RPC `tools/call` body and \
              returns the same result shape. Both get the same POST (with the Streamable HTTP `Accept` and \
              `MCP-Protocol-Version` headers) from the same load generator.\n\n",
+        );
+        write_comparisons(
+            &mut s,
+            "2b. `get_current_utc_date` through MCP vs a minimal rmcp server",
+            &self.tool_vs_rmcp,
+        );
+        s.push_str(
+            "The second baseline is this benchmark program re-run with `--baseline-rmcp`: rmcp's \
+             `StreamableHttpService` configured as the server configures it (stateless, JSON responses, no SSE \
+             keep-alive) around a handler whose `call_tool` only formats the date — no authentication, audit, limits, \
+             metrics or log line. It shows what rmcp's per-request path costs by itself (a peer, a service loop, \
+             channels and three spawned tasks per request). The server answers a plain stateless `tools/call` POST \
+             without that path (`server/src/mcp/stateless.rs`, with rmcp's model types and the same call path as its \
+             rmcp handler); other requests still go through rmcp.\n\n",
         );
         self.write_semantic(&mut s);
         self.write_memory(&mut s);

@@ -23,16 +23,10 @@ pub const MAX_TOKENS: usize = 256;
 /// (attention scores grow with the square of the length).
 const TOKEN_BUDGET: usize = 8192;
 
-/// Environment variables that fix candle's thread count. Without one of them candle 0.11 works
-/// the count out again on every matrix product, reading /proc/cpuinfo each time (measured here:
-/// 48 reads per embedding, about 10 ms of a query's latency on a busy 2-core machine). The
-/// workspace forbids `unsafe`, so the server cannot set one for itself: deployments should.
-pub const THREAD_SETTINGS: [&str; 3] = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS", "CANDLE_CPU_MASK"];
-
 /// all-MiniLM-L6-v2, loaded and ready.
 pub struct LocalEmbedder {
     model: Arc<LoadedModel>,
-    /// One forward pass per core at a time; more would only queue on the CPU and hold memory.
+    /// One forward pass per thread at a time; more would only queue on the CPU and hold memory.
     slots: Arc<Semaphore>,
 }
 
@@ -86,19 +80,13 @@ impl LocalEmbedder {
             .map_err(|e| invalid(format!("model.safetensors: {e}")))?;
         let bert = BertModel::load(vb, &config).map_err(|e| invalid(format!("model.safetensors: {e}")))?;
 
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        if THREAD_SETTINGS.iter().all(|v| std::env::var_os(v).is_none()) {
-            tracing::warn!(
-                "CANDLE_NUM_THREADS is not set: candle then reads /proc/cpuinfo for every matrix product \
-                 (48 per embedding), which makes each query several milliseconds slower; set it to the \
-                 number of cores the server may use"
-            );
-        }
+        // The count the binary settled at start-up (`super::threads`): one forward pass per thread.
+        let threads = candle_core::utils::get_num_threads();
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(dir = %dir.display(), elapsed_ms, "loaded {LOCAL_MODEL_NAME}");
+        tracing::info!(dir = %dir.display(), elapsed_ms, threads, "loaded {LOCAL_MODEL_NAME}");
         Ok(Self {
             model: Arc::new(LoadedModel { bert, tokenizer, device }),
-            slots: Arc::new(Semaphore::new(cores)),
+            slots: Arc::new(Semaphore::new(threads)),
         })
     }
 

@@ -8,6 +8,7 @@ mod breaker;
 #[cfg(feature = "local-embeddings")]
 pub mod local;
 pub mod openai;
+pub mod threads;
 
 use std::path::PathBuf;
 use std::sync::Arc;

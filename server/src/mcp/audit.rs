@@ -182,21 +182,22 @@ fn secret_key(k: &str) -> bool {
 
 /// Tool arguments as stored: secret-looking keys masked, long strings cut (SQL text is kept).
 pub fn sanitize(args: &Map<String, Value>) -> Value {
+    fn object(o: &Map<String, Value>) -> Value {
+        Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), if secret_key(k) { Value::String("***".into()) } else { walk(v) }))
+                .collect(),
+        )
+    }
     fn walk(v: &Value) -> Value {
         match v {
             Value::String(s) => Value::String(truncate(s, MAX_ARG_CHARS)),
             Value::Array(a) => Value::Array(a.iter().take(100).map(walk).collect()),
-            Value::Object(o) => Value::Object(
-                o.iter()
-                    .map(|(k, v)| {
-                        (k.clone(), if secret_key(k) { Value::String("***".into()) } else { walk(v) })
-                    })
-                    .collect(),
-            ),
+            Value::Object(o) => object(o),
             other => other.clone(),
         }
     }
-    walk(&Value::Object(args.clone()))
+    object(args)
 }
 
 async fn write_loop(

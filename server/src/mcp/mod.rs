@@ -9,7 +9,8 @@
 //! - `outcome`: how a call ends, and the one mapping of failures to MCP and JSON-RPC answers;
 //! - `sales`, `schema`, `search`: the domain code, which knows nothing of MCP; `explain`: a
 //!   query's plan, compact (for `explain_sales_query` and the cost guard);
-//! - `state`, `audit` (the audit trail), `result` (the compact JSON of rows).
+//! - `state`, `audit` (the audit trail), `result` (the compact JSON of rows);
+//! - `stateless`: `/mcp` itself — plain `tools/call` POSTs answered directly, the rest by rmcp.
 
 pub mod args;
 pub mod audit;
@@ -22,6 +23,7 @@ mod schema;
 mod search;
 mod server;
 mod state;
+pub mod stateless;
 mod tools;
 
 pub use outcome::{Outcome, ToolFailure, ToolOutput};

@@ -47,11 +47,44 @@ impl RetailServer {
 
     /// The caller of this request: put there by the HTTP authentication layer, or the stdio identity.
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, CallError> {
-        ctx.extensions
-            .get::<http::request::Parts>()
+        self.caller_of(ctx.extensions.get::<http::request::Parts>())
+    }
+
+    /// The caller of an HTTP request (`parts`), or the stdio identity.
+    pub(crate) fn caller_of(&self, parts: Option<&http::request::Parts>) -> Result<Caller, CallError> {
+        parts
             .and_then(|parts| parts.extensions.get::<Caller>().cloned())
             .or_else(|| self.state.stdio_caller.clone())
             .ok_or(CallError::NoCaller)
+    }
+
+    /// The one path of every tool call, whichever transport brought it (rmcp's handler below, or
+    /// [`super::stateless`]): admit, run, record, answer — inside the call's span, a child of the
+    /// caller's trace when `headers` carry one.
+    pub(crate) async fn call_tool_as(
+        &self,
+        caller: Caller,
+        request: CallToolRequestParams,
+        headers: Option<&http::HeaderMap>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let span = tool_span(&request.name, &caller, headers);
+        async move {
+            let (tool, ticket, admitted) = self.admit(&caller, &request).await?;
+            let started = Instant::now();
+            let result = tools::call(&self.state, &caller, tool, request.arguments.unwrap_or_default()).await;
+            drop(admitted);
+            self.record(tool, &caller, started.elapsed(), ticket, &result);
+            Ok(match result {
+                Ok(output) => output.into_result(),
+                Err(failure) => {
+                    tracing::Span::current().record("otel.status_code", "error");
+                    failure.into_result()
+                }
+            }
+            .into())
+        }
+        .instrument(span)
+        .await
     }
 
     /// A tool call up to the point where the tool runs: `Err` refuses it with a JSON-RPC error.
@@ -133,7 +166,7 @@ impl RetailServer {
 
 /// The span of one tool call, with the tenant and request id the log lines carry: a child of the
 /// caller's span when the HTTP request carries a W3C `traceparent`.
-fn tool_span(tool: &str, caller: &Caller, ctx: &RequestContext<RoleServer>) -> tracing::Span {
+fn tool_span(tool: &str, caller: &Caller, headers: Option<&http::HeaderMap>) -> tracing::Span {
     let span = tracing::info_span!(
         "tool call",
         otel.name = %format_args!("tools/call {tool}"),
@@ -144,10 +177,8 @@ fn tool_span(tool: &str, caller: &Caller, ctx: &RequestContext<RoleServer>) -> t
         tenant = %caller.tenant,
         request_id = %caller.request_id,
     );
-    if let Some(parts) = ctx.extensions.get::<http::request::Parts>() {
-        mcp_fleet_core::otlp::continue_trace(&span, |name| {
-            parts.headers.get(name).and_then(|v| v.to_str().ok())
-        });
+    if let Some(headers) = headers {
+        mcp_fleet_core::otlp::continue_trace(&span, |name| headers.get(name).and_then(|v| v.to_str().ok()));
     }
     span
 }
@@ -188,25 +219,8 @@ impl ServerHandler for RetailServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&ctx)?;
-        let span = tool_span(&request.name, &caller, &ctx);
-        async {
-            let (tool, ticket, admitted) = self.admit(&caller, &request).await?;
-            let started = Instant::now();
-            let result =
-                tools::call(&self.state, &caller, tool, request.arguments.clone().unwrap_or_default()).await;
-            drop(admitted);
-            self.record(tool, &caller, started.elapsed(), ticket, &result);
-            Ok(match result {
-                Ok(output) => output.into_result(),
-                Err(failure) => {
-                    tracing::Span::current().record("otel.status_code", "error");
-                    failure.into_result()
-                }
-            }
-            .into())
-        }
-        .instrument(span)
-        .await
+        let headers = ctx.extensions.get::<http::request::Parts>().map(|parts| &parts.headers);
+        self.call_tool_as(caller, request, headers).await
     }
 
     async fn list_resources(
