@@ -20,7 +20,7 @@ use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
 use mcp_fleet_operator::crd::McpTenant;
 use serde_json::{Value, json};
 use support::fleet::{BUCKET, Fleet, OPERATOR, ingress_host, store_id};
-use support::load::{assert_audited, client_loop, loaded_tenant_spec};
+use support::load::{Loaded, assert_audited, loaded_tenant};
 use support::wait::{READY_TIMEOUT, endpoint, name, rolled, wait_ready};
 
 async fn apply_tenant(ns: &TestNamespace, name: &str, spec: Value) -> McpTenant {
@@ -413,17 +413,16 @@ async fn a_backup_job_from_the_cronjob_writes_a_backup_that_restores() {
     assert_eq!(orders.0, truth, "the restored backup holds exactly {t}'s orders:\n{text}");
 }
 
+/// Day-2 under a client loop of three MCP clients through the ingress: the leader operator pod
+/// is deleted while the tenant changes, then a config change, a password rotation and an image
+/// change each roll both server pods. The tenant's callers see no failure at any point, and
+/// every call they saw succeed is in the audit trail (drained pods flush theirs).
 #[tokio::test]
-async fn the_standby_operator_takes_over_when_the_leader_pod_is_deleted() {
+async fn the_standby_operator_takes_over_and_no_rollout_fails_a_call() {
     let fleet = Fleet::shared().await;
     let ns = fleet.namespace("takeover").await;
-    let t = name("redmond");
-    apply_tenant(&ns, &t, loaded_tenant_spec(fleet, &t, &["Zava Retail Redmond"])).await;
-    wait_ready(&ns, &t).await;
-    eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
-    // The tenant's callers do not notice the operator changing hands, nor the roll that follows.
-    let calls = client_loop(fleet, &ns, &t, 3).await;
-    calls.wait_for_calls(30, Duration::from_secs(60)).await;
+    let Loaded { name: t, mut pods, calls } =
+        loaded_tenant(fleet, &ns, "redmond", "Zava Retail Redmond", 3).await;
 
     let deployments: Api<Deployment> = ns.api();
     let config_hash = |d: Deployment| {
@@ -467,18 +466,50 @@ async fn the_standby_operator_takes_over_when_the_leader_pod_is_deleted() {
         (hash != hash_before).then_some(())
     })
     .await;
-    let rollout = ns
-        .kubectl_output(
-            &["rollout", "status", &format!("deployment/{t}"), &format!("--timeout={READY_TIMEOUT}")],
-            None,
-        )
+    let new_tag = format!("{}-rolled", fleet.server_image);
+    fleet.node.tag_image(&fleet.server_image, &new_tag);
+    let tenants = ns.api::<McpTenant>();
+    let changes: [(&str, Option<Value>); 4] = [
+        ("log level changed while the operator changed hands", None),
+        ("config change", Some(json!({"spec": {"database": {"statementTimeoutMs": 6000}}}))),
+        (
+            "password rotation",
+            Some(json!({"metadata": {"annotations": {"mcpfleet.io/rotate-password": "r1"}}})),
+        ),
+        ("image change", Some(json!({"spec": {"server": {"image": new_tag}}}))),
+    ];
+    for (what, patch) in changes {
+        let before = calls.made();
+        let started = Instant::now();
+        if let Some(patch) = patch {
+            tenants.patch(&t, &PatchParams::default(), &Patch::Merge(&patch)).await.expect(what);
+        }
+        // Every pod replaced, the new ones Ready, none of the old left.
+        let now = eventually(format!("{what}: the pods to roll"), WAIT * 4, || async {
+            rolled(&ns, &t, 2).await.filter(|now| now.iter().all(|p| !pods.contains(p)))
+        })
         .await;
-    assert!(rollout.status.success(), "{}", String::from_utf8_lossy(&rollout.stderr));
-    eventually("the roll to finish", WAIT * 4, || rolled(&ns, &t, 2)).await;
+        eprintln!(
+            "{what}: rolled {pods:?} -> {now:?} in {:.1?}, {} calls meanwhile",
+            started.elapsed(),
+            calls.made() - before
+        );
+        pods = now;
+    }
     let report = calls.stop().await;
-    eprintln!("{}", report.line("leader operator pod deleted, then a roll"));
-    assert_eq!(report.failed, 0, "the tenant's callers see no failure: {:?}", report.reasons);
+    eprintln!("{}", report.line("leader pod deleted, then rollouts (log level, config, password, image)"));
+    assert!(report.made >= 100, "the loop ran through the rolls: {report:?}");
+    assert_eq!(
+        report.failed, 0,
+        "no call fails while the operator changes hands or pods roll: {:?}",
+        report.reasons
+    );
     assert_audited(fleet, &report.ok_ids).await;
+    let image = ns.api::<Deployment>().get(&t).await.unwrap().spec.unwrap().template.spec.unwrap().containers
+        [0]
+    .image
+    .clone();
+    assert_eq!(image.as_deref(), Some(new_tag.as_str()));
 }
 
 /// A network namespace this test creates, joined to the host by a veth pair on a TEST-NET-2
@@ -608,51 +639,4 @@ async fn pods_reach_nothing_beyond_the_node_bridge_and_image_pulls_fail_at_once(
     .await;
     assert!(reason.contains("127.0.0.1:9"), "the pull went to the closed loopback port: {reason}");
     eprintln!("an image pull failed after {:.1?}: {reason}", started.elapsed());
-}
-
-#[tokio::test]
-async fn config_password_and_image_rollouts_fail_no_call() {
-    let fleet = Fleet::shared().await;
-    let ns = fleet.namespace("rollout").await;
-    let t = name("rollout");
-    apply_tenant(&ns, &t, loaded_tenant_spec(fleet, &t, &["Zava Retail Redmond"])).await;
-    wait_ready(&ns, &t).await;
-    let mut pods = eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
-    let calls = client_loop(fleet, &ns, &t, 3).await;
-    calls.wait_for_calls(30, Duration::from_secs(60)).await;
-    assert_eq!(calls.failed(), 0, "calls succeed before the rolls");
-    let new_tag = format!("{}-rolled", fleet.server_image);
-    fleet.node.tag_image(&fleet.server_image, &new_tag);
-    let tenants = ns.api::<McpTenant>();
-    let changes: [(&str, Value); 3] = [
-        ("config change", json!({"spec": {"database": {"statementTimeoutMs": 6000}}})),
-        ("password rotation", json!({"metadata": {"annotations": {"mcpfleet.io/rotate-password": "r1"}}})),
-        ("image change", json!({"spec": {"server": {"image": new_tag}}})),
-    ];
-    for (what, patch) in changes {
-        let before = calls.made();
-        let started = Instant::now();
-        tenants.patch(&t, &PatchParams::default(), &Patch::Merge(&patch)).await.expect(what);
-        // Every pod replaced, the new ones Ready, none of the old left.
-        let now = eventually(format!("{what}: the pods to roll"), WAIT * 4, || async {
-            rolled(&ns, &t, 2).await.filter(|now| now.iter().all(|p| !pods.contains(p)))
-        })
-        .await;
-        eprintln!(
-            "{what}: rolled {pods:?} -> {now:?} in {:.1?}, {} calls meanwhile",
-            started.elapsed(),
-            calls.made() - before
-        );
-        pods = now;
-    }
-    let report = calls.stop().await;
-    eprintln!("{}", report.line("rollouts (config, password, image) under load"));
-    assert!(report.made >= 100, "the loop ran through the rolls: {report:?}");
-    assert_eq!(report.failed, 0, "no call fails while pods roll: {:?}", report.reasons);
-    assert_audited(fleet, &report.ok_ids).await; // drained pods flushed their audit trail
-    let image = ns.api::<Deployment>().get(&t).await.unwrap().spec.unwrap().template.spec.unwrap().containers
-        [0]
-    .image
-    .clone();
-    assert_eq!(image.as_deref(), Some(new_tag.as_str()));
 }

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
-use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
+use mcp_fleet_e2e::{TestNamespace, eventually};
 use support::fleet::Fleet;
-use support::load::{assert_audited, client_loop, loaded_tenant_spec, unaudited};
-use support::tenant::create_tenant;
-use support::wait::{name, rolled, wait_ready};
+use support::load::{Loaded, assert_audited, loaded_tenant, unaudited};
+use support::wait::rolled;
 
 static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -51,14 +50,9 @@ async fn a_postgresql_restart_under_load_fails_calls_clearly_and_loses_no_audit_
     let _one = ONE_FAULT_AT_A_TIME.lock().await;
     let fleet = Fleet::shared().await;
     let ns = fleet.namespace("pg-restart").await;
-    let t = name("pgrestart");
-    create_tenant(&ns.api(), &t, loaded_tenant_spec(fleet, &t, &["Zava Retail Kirkland"])).await;
-    wait_ready(&ns, &t).await;
-    eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
+    let Loaded { name: t, calls, .. } =
+        loaded_tenant(fleet, &ns, "pgrestart", "Zava Retail Kirkland", 3).await;
     let pods = server_pods(&ns, &t).await;
-    let calls = client_loop(fleet, &ns, &t, 3).await;
-    calls.wait_for_calls(30, Duration::from_secs(60)).await;
-    assert_eq!(calls.failed(), 0, "calls succeed before the fault");
 
     let pg = fleet.pg;
     tokio::task::spawn_blocking(move || pg.stop()).await.expect("a blocking task").expect("stop PostgreSQL");
@@ -137,14 +131,9 @@ async fn a_server_pod_killed_under_load_costs_only_the_calls_in_flight_on_it() {
     let _one = ONE_FAULT_AT_A_TIME.lock().await;
     let fleet = Fleet::shared().await;
     let ns = fleet.namespace("pod-kill").await;
-    let t = name("podkill");
-    create_tenant(&ns.api(), &t, loaded_tenant_spec(fleet, &t, &["Zava Retail Bellevue"])).await;
-    wait_ready(&ns, &t).await;
-    eventually("two Ready server pods", WAIT * 4, || rolled(&ns, &t, 2)).await;
     let clients = 3;
-    let calls = client_loop(fleet, &ns, &t, clients).await;
-    calls.wait_for_calls(30, Duration::from_secs(60)).await;
-    assert_eq!(calls.failed(), 0, "calls succeed before the fault");
+    let Loaded { name: t, calls, .. } =
+        loaded_tenant(fleet, &ns, "podkill", "Zava Retail Bellevue", clients).await;
 
     let selector = format!("app.kubernetes.io/instance={t},app.kubernetes.io/component=server");
     let pods = ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.expect("list pods").items;

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mcp_fleet_e2e::{TestNamespace, eventually};
+use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::fleet::{Fleet, ingress_host};
-use super::wait::endpoint;
+use super::tenant::create_tenant;
+use super::wait::{endpoint, name, rolled, wait_ready};
 
 /// Where and what the loop calls.
 pub struct Target {
@@ -202,7 +203,7 @@ async fn call(http: &reqwest::Client, t: &Target, id: u64, request_id: &str) -> 
 
 /// A tenant's spec for the day-2 tests: two replicas, and a per-caller share large enough for a
 /// client loop (the default, 120 calls a minute, would refuse it after a minute).
-pub fn loaded_tenant_spec(fleet: &Fleet, name: &str, stores: &[&str]) -> Value {
+fn loaded_tenant_spec(fleet: &Fleet, name: &str, stores: &[&str]) -> Value {
     let mut spec = fleet.tenant_spec(name, stores);
     spec["server"]["replicas"] = json!(2);
     spec["limits"] =
@@ -211,7 +212,7 @@ pub fn loaded_tenant_spec(fleet: &Fleet, name: &str, stores: &[&str]) -> Value {
 }
 
 /// A client loop of `clients` MCP clients counting the tenant's orders through the ingress.
-pub async fn client_loop(fleet: &Fleet, ns: &TestNamespace, name: &str, clients: usize) -> ClientLoop {
+async fn client_loop(fleet: &Fleet, ns: &TestNamespace, name: &str, clients: usize) -> ClientLoop {
     let token = fleet.token(&endpoint(ns, name).await, name, "analyst");
     let target = Target {
         url: format!("http://127.0.0.1:{}/mcp", fleet.node.ingress_port()),
@@ -263,4 +264,32 @@ pub async fn unaudited(fleet: &Fleet, ok_ids: &[String]) -> usize {
         }
         tokio::time::sleep(Duration::from_millis(500)).await; // polling interval
     }
+}
+
+/// A tenant under load, ready for a day-2 step.
+pub struct Loaded {
+    pub name: String,
+    /// Its two Ready server pods.
+    pub pods: Vec<String>,
+    pub calls: ClientLoop,
+}
+
+/// Creates a tenant `<prefix>-xxxxxx` owning `store` with two replicas, waits until it is Ready
+/// with both pods Ready, and starts `clients` MCP clients calling it through the ingress; returns
+/// once their first 30 calls all succeeded.
+pub async fn loaded_tenant(
+    fleet: &Fleet,
+    ns: &TestNamespace,
+    prefix: &str,
+    store: &str,
+    clients: usize,
+) -> Loaded {
+    let t = name(prefix);
+    create_tenant(&ns.api(), &t, loaded_tenant_spec(fleet, &t, &[store])).await;
+    wait_ready(ns, &t).await;
+    let pods = eventually("two Ready server pods", WAIT * 4, || rolled(ns, &t, 2)).await;
+    let calls = client_loop(fleet, ns, &t, clients).await;
+    calls.wait_for_calls(30, Duration::from_secs(60)).await;
+    assert_eq!(calls.failed(), 0, "calls succeed before anything happens to {t}");
+    Loaded { name: t, pods, calls }
 }
