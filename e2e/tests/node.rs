@@ -414,8 +414,8 @@ async fn a_backup_job_from_the_cronjob_writes_a_backup_that_restores() {
 }
 
 /// Day-2 under a client loop of three MCP clients through the ingress: the leader operator pod
-/// is deleted while the tenant changes, then a config change, a password rotation and an image
-/// change each roll both server pods. The tenant's callers see no failure at any point, and
+/// is deleted while the tenant changes, then a config change and an image change each roll both
+/// server pods. The tenant's callers see no failure at any point, and
 /// every call they saw succeed is in the audit trail (drained pods flush theirs).
 #[tokio::test]
 async fn the_standby_operator_takes_over_and_no_rollout_fails_a_call() {
@@ -497,7 +497,7 @@ async fn the_standby_operator_takes_over_and_no_rollout_fails_a_call() {
         pods = now;
     }
     let report = calls.stop().await;
-    eprintln!("{}", report.line("leader pod deleted, then rollouts (log level, config, password, image)"));
+    eprintln!("{}", report.line("leader pod deleted, then rollouts (log level, config, image)"));
     assert!(report.made >= 100, "the loop ran through the rolls: {report:?}");
     assert_eq!(
         report.failed, 0,
