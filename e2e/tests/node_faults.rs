@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use mcp_fleet_e2e::{TestNamespace, eventually};
 use support::fleet::Fleet;
-use support::load::{Loaded, assert_audited, loaded_tenant, unaudited};
+use support::load::{ClientLoop, Loaded, assert_audited, loaded_tenant, unaudited};
 use support::wait::rolled;
 
 static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -43,6 +43,15 @@ async fn readiness(pods: &[(String, String, i32)]) -> Vec<u16> {
         out.push(r.map(|r| r.status().as_u16()).unwrap_or(0));
     }
     out
+}
+
+/// Once the calls that began before now are done (the next 10, within `settle`), asserts that
+/// the 60 calls after them all succeed: `what` is back to normal.
+async fn no_failures_from_now(calls: &ClientLoop, settle: Duration, what: &str) {
+    calls.wait_for_calls(10, settle).await;
+    let failed_before = calls.failed();
+    calls.wait_for_calls(60, Duration::from_secs(120)).await;
+    assert_eq!(calls.failed(), failed_before, "calls fail after {what}");
 }
 
 #[tokio::test]
@@ -77,10 +86,7 @@ async fn a_postgresql_restart_under_load_fails_calls_clearly_and_loses_no_audit_
     .await;
     let recovery = restarted.elapsed();
     // Once calls that began during the outage are done, every call succeeds again.
-    calls.wait_for_calls(10, Duration::from_secs(120)).await;
-    let failed_after_recovery = calls.failed();
-    calls.wait_for_calls(60, Duration::from_secs(120)).await;
-    assert_eq!(calls.failed(), failed_after_recovery, "calls fail after PostgreSQL is back");
+    no_failures_from_now(&calls, Duration::from_secs(120), "PostgreSQL is back").await;
 
     let report = calls.stop().await;
     eprintln!("{}", report.line("PostgreSQL stopped and started under load"));
@@ -149,10 +155,7 @@ async fn a_server_pod_killed_under_load_costs_only_the_calls_in_flight_on_it() {
     })
     .await;
     let recovery = killed.elapsed();
-    calls.wait_for_calls(10, Duration::from_secs(60)).await;
-    let failed_after_recovery = calls.failed();
-    calls.wait_for_calls(60, Duration::from_secs(120)).await;
-    assert_eq!(calls.failed(), failed_after_recovery, "calls fail after the pod is back");
+    no_failures_from_now(&calls, Duration::from_secs(60), "the pod is back").await;
 
     let report = calls.stop().await;
     eprintln!("{}", report.line(&format!("server process {pid} of {victim_name} killed under load")));
