@@ -57,9 +57,15 @@ impl TenantName {
         format!("mcpt_{}", self.0)
     }
 
-    /// The LOGIN role a dedicated server connects as.
+    /// The LOGIN role a dedicated server connects as: the first of [`Self::login_roles`].
     pub fn login_role(&self) -> String {
         format!("mcpt_{}_login", self.0)
+    }
+
+    /// The tenant's two LOGIN roles. A password rotation moves the servers to the one not in use
+    /// and then retires the other, so a pod of the old rollout is never refused (migration 0007).
+    pub fn login_roles(&self) -> [String; 2] {
+        [self.login_role(), format!("mcpt_{}_login_b", self.0)]
     }
 }
 

@@ -414,9 +414,10 @@ async fn a_backup_job_from_the_cronjob_writes_a_backup_that_restores() {
 }
 
 /// Day-2 under a client loop of three MCP clients through the ingress: the leader operator pod
-/// is deleted while the tenant changes, then a config change and an image change each roll both
-/// server pods. The tenant's callers see no failure at any point, and
-/// every call they saw succeed is in the audit trail (drained pods flush theirs).
+/// is deleted while the tenant changes, then a config change, a password rotation and an image
+/// change each roll both server pods. The tenant's callers see no failure at any point, every
+/// call they saw succeed is in the audit trail (drained pods flush theirs), and the login role the
+/// rotation moved away from no longer logs in once the old pods are gone.
 #[tokio::test]
 async fn the_standby_operator_takes_over_and_no_rollout_fails_a_call() {
     let fleet = Fleet::shared().await;
@@ -469,6 +470,11 @@ async fn the_standby_operator_takes_over_and_no_rollout_fails_a_call() {
     let new_tag = format!("{}-rolled", fleet.server_image);
     fleet.node.tag_image(&fleet.server_image, &new_tag);
     let tenants = ns.api::<McpTenant>();
+    let secrets: Api<Secret> = ns.api();
+    let login = |s: Secret| {
+        s.data.and_then(|mut d| d.remove("username")).map(|u| String::from_utf8_lossy(&u.0).into_owned())
+    };
+    let old_login = login(secrets.get(&format!("{t}-db-credentials")).await.unwrap()).expect("a username");
     let changes: [(&str, Option<Value>); 4] = [
         ("log level changed while the operator changed hands", None),
         ("config change", Some(json!({"spec": {"database": {"statementTimeoutMs": 6000}}}))),
@@ -497,7 +503,7 @@ async fn the_standby_operator_takes_over_and_no_rollout_fails_a_call() {
         pods = now;
     }
     let report = calls.stop().await;
-    eprintln!("{}", report.line("leader pod deleted, then rollouts (log level, config, image)"));
+    eprintln!("{}", report.line("leader pod deleted, then rollouts (log level, config, password, image)"));
     assert!(report.made >= 100, "the loop ran through the rolls: {report:?}");
     assert_eq!(
         report.failed, 0,
@@ -505,6 +511,24 @@ async fn the_standby_operator_takes_over_and_no_rollout_fails_a_call() {
         report.reasons
     );
     assert_audited(fleet, &report.ok_ids).await;
+    let new_login = login(secrets.get(&format!("{t}-db-credentials")).await.unwrap()).expect("a username");
+    assert_eq!(new_login, format!("{old_login}_b"), "the rotation moved the pods to the second login role");
+    eventually(format!("{old_login} retired"), Duration::from_secs(60), || async {
+        let can_login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
+            .bind(&old_login)
+            .fetch_one(&mut fleet.connect().await)
+            .await
+            .ok()?;
+        (!can_login).then_some(())
+    })
+    .await;
+    let reasons: Vec<String> = fleet
+        .kubectl(&["-n", ns.name(), "get", "events", "-o", "jsonpath={.items[*].reason}"])
+        .await
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(reasons.iter().any(|r| r == "OldLoginRetired"), "{reasons:?}");
     let image = ns.api::<Deployment>().get(&t).await.unwrap().spec.unwrap().template.spec.unwrap().containers
         [0]
     .image

@@ -399,7 +399,9 @@ async fn a_tenant_is_created_updated_rotated_and_deleted() {
     }
     assert_eq!(quiet_windows, 1, "the Deployment never stayed still for two resyncs");
 
-    // Rotation: a new annotation value gives a new password; the old one stops working; pods roll.
+    // Rotation: a new annotation value gives a new password on the tenant's other login role;
+    // pods roll. The old role keeps logging in until no pod uses it: here no pod ever runs (no
+    // kubelet), so it is never retired (node.rs sees the retirement after a real roll).
     w.tenants()
         .patch(
             name,
@@ -408,14 +410,24 @@ async fn a_tenant_is_created_updated_rotated_and_deleted() {
         )
         .await
         .expect("annotate");
-    let new_password = eventually("a new password", WAIT, || async {
-        let (_, p) = w.credentials(name).await;
-        (p != password).then_some(p)
+    let (new_user, new_password) = eventually("a new password", WAIT, || async {
+        let (u, p) = w.credentials(name).await;
+        (p != password).then_some((u, p))
     })
     .await;
-    assert_eq!(w.visible_stores(&user, &new_password).await, Ok(vec![1, 6]));
-    let old = w.visible_stores(&user, &password).await.expect_err("the old password must fail");
-    assert!(old.contains("password authentication failed"), "{old}");
+    assert_eq!(new_user, format!("{user}_b"), "the rotation moves to the second login role");
+    assert_eq!(w.visible_stores(&new_user, &new_password).await, Ok(vec![1, 6]));
+    assert_eq!(
+        w.visible_stores(&user, &password).await,
+        Ok(vec![1, 6]),
+        "pods of the old rollout keep logging in while the new ones start"
+    );
+    let config = w.ns.api::<ConfigMap>().get(&format!("{name}-config")).await.expect("ConfigMap");
+    let rendered = &config.data.expect("data")["server.yaml"];
+    assert!(rendered.contains(&format!("{new_user}@")), "the new pods log in as {new_user}:\n{rendered}");
+    let err =
+        w.visible_stores(&new_user, &password).await.expect_err("the old password is not the new role's");
+    assert!(err.contains("password authentication failed"), "{err}");
     let hash_after = pod_hash(&w.ns.api::<Deployment>().get(name).await.expect("Deployment"));
     assert_ne!(hash_before, hash_after, "the pod template changed, so pods roll");
     let reasons: Vec<String> = w.events_about(name).await.into_iter().filter_map(|e| e.reason).collect();

@@ -49,13 +49,13 @@ pub struct Children {
 /// The children of `plan`, with `creds` in the credentials Secret and in the pod template hash
 /// (so a new password rolls the pods).
 pub fn build(plan: &Plan, creds: &Credentials) -> Children {
-    let hash = r::pod_template_hash(&r::render_server_config(plan), &creds.password);
+    let hash = r::pod_template_hash(&r::render_server_config(plan, &creds.login), &creds.password);
     Children {
         namespace: plan.namespace.clone(),
         owner_uid: plan.owner.uid.clone(),
         service_account: Optional::new(&plan.name, r::service_account(plan)),
         credentials: r::credentials_secret(plan, creds),
-        config_map: r::config_map(plan),
+        config_map: r::config_map(plan, &creds.login),
         service: r::service(plan),
         deployment: r::deployment(plan, &hash),
         autoscaler: Optional::new(&plan.name, r::horizontal_pod_autoscaler(plan)),
@@ -71,15 +71,15 @@ mod tests {
     use super::*;
     use crate::resources::fixtures::{full, minimal};
 
-    fn creds() -> Credentials {
-        Credentials { password: "golden-password".into(), rotated_for: None }
+    fn creds(plan: &Plan) -> Credentials {
+        Credentials { login: plan.tenant.login_role(), password: "golden-password".into(), rotated_for: None }
     }
 
     /// The whole bundle of the full example, against `operator/tests/golden/children-full.json`
     /// (regenerate with `UPDATE_GOLDEN=1 cargo test -p mcp-fleet-operator build::`).
     #[test]
     fn the_full_example_builds_the_golden_bundle() {
-        let rendered = serde_json::to_string_pretty(&build(&full(), &creds())).unwrap() + "\n";
+        let rendered = serde_json::to_string_pretty(&build(&full(), &creds(&full()))).unwrap() + "\n";
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/children-full.json");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn features_switched_off_name_what_to_delete() {
-        let c = build(&minimal(), &creds());
+        let c = build(&minimal(), &creds(&minimal()));
         assert_eq!(
             (c.namespace.as_str(), c.owner_uid.as_str()),
             ("retail", "0b7c1c7e-0000-4000-8000-000000000001")

@@ -1,5 +1,5 @@
-//! The operator's side of the tenancy contract in PostgreSQL: `tenancy.apply_tenant` and
-//! `tenancy.drop_tenant`, called as a member of `mcpfleet_operator` (never a superuser), and a
+//! The operator's side of the tenancy contract in PostgreSQL: `tenancy.apply_tenant`,
+//! `tenancy.retire_other_login` and `tenancy.drop_tenant`, called as a member of `mcpfleet_operator` (never a superuser), and a
 //! small pool per admin connection. Does I/O (PostgreSQL).
 
 use std::collections::HashMap;
@@ -150,21 +150,24 @@ impl Databases {
     }
 }
 
-/// Creates or updates the tenant's roles and store mapping. A `None` verifier keeps the current
-/// password; `stored_password` is set again only when the login role turns out to be missing
-/// (for example after a database restore), so the password in the Secret works again.
+/// Creates or updates the tenant's roles and store mapping, with `login` (one of the tenant's
+/// [`login_roles`](TenantName::login_roles)) as the login role its servers use; the other login
+/// role is left as it is (see [`retire_other_login`]). A `None` verifier keeps the current
+/// password; `stored_password` is set again only when the login role turns out to be missing or
+/// retired (for example after a database restore), so the password in the Secret works again.
 pub async fn apply_tenant(
     pool: &PgPool,
     tenant: &TenantName,
+    login: &str,
     stores: &[String],
     verifier: Option<&str>,
     stored_password: Option<&str>,
     limits: RoleLimits,
 ) -> Result<AppliedTenant, DbError> {
-    match (call_apply(pool, tenant, stores, verifier, limits).await, stored_password) {
+    match (call_apply(pool, tenant, login, stores, verifier, limits).await, stored_password) {
         (Err(e), Some(password)) if verifier.is_none() && e.needs_password() => {
             let verifier = mcp_fleet_core::tenant::scram_verifier(password);
-            call_apply(pool, tenant, stores, Some(&verifier), limits).await
+            call_apply(pool, tenant, login, stores, Some(&verifier), limits).await
         }
         (other, _) => other,
     }
@@ -173,21 +176,50 @@ pub async fn apply_tenant(
 async fn call_apply(
     pool: &PgPool,
     tenant: &TenantName,
+    login: &str,
     stores: &[String],
     verifier: Option<&str>,
     limits: RoleLimits,
 ) -> Result<AppliedTenant, DbError> {
     let row: (String, String, Vec<i32>, bool) = sqlx::query_as(
-        "SELECT group_role::text, login_role::text, store_ids, created FROM tenancy.apply_tenant($1, $2, $3, $4, $5)",
+        "SELECT group_role::text, login_role::text, store_ids, created FROM tenancy.apply_tenant($1, $2, $3, $4, $5, $6)",
     )
     .bind(tenant.as_str())
     .bind(stores)
     .bind(verifier)
     .bind(limits.connection_limit)
     .bind(limits.statement_timeout_ms)
+    .bind(login)
     .fetch_one(pool)
     .await?;
     Ok(AppliedTenant { group_role: row.0, login_role: row.1, store_ids: row.2, created: row.3 })
+}
+
+/// What [`retire_other_login`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retired {
+    /// The other login role could log in; now it cannot, and its password is gone.
+    Now,
+    /// Sessions of the other login role are still open; nothing changed.
+    Busy,
+    /// The other login role was already retired (or never existed); only read.
+    Already,
+}
+
+/// Retires the tenant's login role other than `login`: NOLOGIN with no password, so the password
+/// it had stops working. Call it only when no pod runs with that role any more.
+pub async fn retire_other_login(pool: &PgPool, tenant: &TenantName, login: &str) -> Result<Retired, DbError> {
+    let outcome: String = sqlx::query_scalar("SELECT tenancy.retire_other_login($1, $2)")
+        .bind(tenant.as_str())
+        .bind(login)
+        .fetch_one(pool)
+        .await?;
+    match outcome.as_str() {
+        "retired" => Ok(Retired::Now),
+        "busy" => Ok(Retired::Busy),
+        "none" => Ok(Retired::Already),
+        other => Err(DbError::Other(format!("tenancy.retire_other_login answered {other:?}"))),
+    }
 }
 
 /// Drops the tenant's roles and mapping; `false` when there was nothing to drop.

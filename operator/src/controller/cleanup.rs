@@ -35,9 +35,9 @@ pub async fn cleanup(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Error> 
     let policy = t.spec.deletion_policy;
     if policy == DeletionPolicy::Retain {
         let note = format!(
-            "deletionPolicy Retain: roles {} and {} and the store mapping stay in PostgreSQL",
+            "deletionPolicy Retain: roles {}, {} and the store mapping stay in PostgreSQL",
             tenant.group_role(),
-            tenant.login_role()
+            tenant.login_roles().join(", ")
         );
         event(&ctx.recorder, &t, false, "RolesRetained", note).await;
         return Ok(Action::await_change());
@@ -98,9 +98,9 @@ pub async fn cleanup(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Error> 
     let dropped = database::drop_tenant(&pool, &tenant).await?;
     let note = if dropped {
         format!(
-            "deletionPolicy {policy:?}: dropped roles {} and {}",
+            "deletionPolicy {policy:?}: dropped roles {}, {}",
             tenant.group_role(),
-            tenant.login_role()
+            tenant.login_roles().join(", ")
         )
     } else {
         format!("deletionPolicy {policy:?}: tenant {tenant} had no roles left to drop")

@@ -13,11 +13,13 @@ use tracing::info;
 
 use super::apply::apply_children;
 use super::dereference::{Dereferenced, dereference};
-use super::status::{Observation, Verdict, backup_verdict, desired_status, event, observe_workload, publish};
+use super::status::{
+    Observation, Verdict, backup_verdict, desired_status, event, observe_workload, publish, rolled_out,
+};
 use super::{Context, Error};
 use crate::build::build;
 use crate::crd::McpTenant;
-use crate::database::{self, RoleLimits};
+use crate::database::{self, Retired, RoleLimits};
 use crate::resources::{Credentials, ROTATE_ANNOTATION, decide_credentials, names};
 use crate::validate::{self, AdminUrl, Invalid, InvalidSpec, Plan, Validated};
 
@@ -47,7 +49,8 @@ pub async fn apply_tenant(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Er
 
     // Keep the stored password unless none exists or a rotation was asked for.
     let rotate_to = t.annotations().get(ROTATE_ANNOTATION).map(String::as_str);
-    let creds = decide_credentials(found.stored.as_ref(), rotate_to, generate_password);
+    let creds =
+        decide_credentials(found.stored.as_ref(), rotate_to, &plan.tenant.login_roles(), generate_password);
     let children = build(&plan, &creds);
 
     if let Some(action) = apply_database(ctx, &t, &plan, &admin_url, &found, &creds, &mut obs).await? {
@@ -64,22 +67,61 @@ pub async fn apply_tenant(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Er
             return Err(e.into());
         }
     };
-    if found.stored.as_ref().is_some_and(|stored| *stored != creds) {
-        event(
-            &ctx.recorder,
-            &t,
-            false,
-            "PasswordRotated",
-            format!("new password for role {}; pods roll", plan.tenant.login_role()),
-        )
-        .await;
+    if let Some(stored) = found.stored.as_ref().filter(|stored| **stored != creds) {
+        let note = if stored.login == creds.login {
+            format!("new password for role {}; pods roll", creds.login)
+        } else {
+            format!(
+                "new password for role {}; pods roll, and role {} stops logging in once no pod uses it",
+                creds.login, stored.login
+            )
+        };
+        event(&ctx.recorder, &t, false, "PasswordRotated", note).await;
     }
     observe_workload(&mut obs, &deployment);
+    let retire_again = if rolled_out(&deployment) {
+        retire_old_login(ctx, &t, &plan, &admin_url, &creds, &mut obs).await?
+    } else {
+        None
+    };
     obs.backup = Some(backup_verdict(&plan));
     obs.last_backup = Some(found.last_backup.clone());
     finish(ctx, &t, &obs).await?;
-    Ok(Action::requeue(ctx.resync))
+    Ok(Action::requeue(retire_again.unwrap_or(ctx.resync)))
 }
+
+/// Once every pod runs with `creds`, retires the tenant's other login role, so a rotated-away
+/// password stops working. `Some(delay)` when sessions of that role are still open (a pod of
+/// the old rollout still shutting down): ask again after `delay`.
+async fn retire_old_login(
+    ctx: &Context,
+    t: &McpTenant,
+    plan: &Plan,
+    admin_url: &AdminUrl,
+    creds: &Credentials,
+    obs: &mut Observation,
+) -> Result<Option<std::time::Duration>, Error> {
+    let pool = ctx.databases.pool(admin_url.as_str(), &plan.database.database)?;
+    match database::retire_other_login(&pool, &plan.tenant, &creds.login).await {
+        Ok(Retired::Already) => Ok(None),
+        Ok(Retired::Busy) => Ok(Some(RETIRE_RETRY)),
+        Ok(Retired::Now) => {
+            let [a, b] = plan.tenant.login_roles();
+            let old = if creds.login == a { b } else { a };
+            let note = format!("every pod logs in as {}; role {old} no longer logs in", creds.login);
+            event(&ctx.recorder, t, false, "OldLoginRetired", note).await;
+            Ok(None)
+        }
+        Err(e) => {
+            obs.database = Some(Verdict::failed(e.reason(), e.to_string()));
+            finish(ctx, t, obs).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// How soon to look again when the old login role still has sessions.
+const RETIRE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Makes the database match: roles, limits, password, store mapping. `Some(action)` when the
 /// reconcile stops here (the database refused the spec and waits for a change).
@@ -103,6 +145,7 @@ async fn apply_database(
     match database::apply_tenant(
         &pool,
         &plan.tenant,
+        &creds.login,
         &plan.spec.stores,
         verifier.as_deref(),
         stored_password,

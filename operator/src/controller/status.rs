@@ -80,6 +80,18 @@ pub fn observe_workload(obs: &mut Observation, d: &Deployment) {
     });
 }
 
+/// Whether every pod of `d` runs its current template: the controller has seen the spec, and all
+/// its (non-terminating) pods are updated and available.
+pub fn rolled_out(d: &Deployment) -> bool {
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    let updated = status.updated_replicas.unwrap_or(0);
+    status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && updated >= desired
+        && status.replicas.unwrap_or(0) == updated
+        && status.available_replicas.unwrap_or(0) >= desired
+}
+
 /// Whether backups are scheduled, and where to.
 pub fn backup_verdict(plan: &Plan) -> Verdict {
     match &plan.spec.backup {

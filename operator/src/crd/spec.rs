@@ -60,7 +60,8 @@ pub const TENANT_NAME_RULE: &str = "^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$";
         .message("tenant cannot be added or removed after creation: the database roles are named after it"),
 )]
 pub struct McpTenantSpec {
-    /// The tenant's name in PostgreSQL (roles `mcpt_<tenant>` and `mcpt_<tenant>_login`).
+    /// The tenant's name in PostgreSQL (roles `mcpt_<tenant>`, and `mcpt_<tenant>_login` and
+    /// `mcpt_<tenant>_login_b`, between which a password rotation alternates).
     /// Defaults to `metadata.name`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 40))]

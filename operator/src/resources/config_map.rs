@@ -19,7 +19,9 @@ pub const CONFIG_KEY: &str = "server.yaml";
 pub const SHUTDOWN_DELAY: &str = "5s";
 
 /// What the tenant's server reads at start-up.
-pub fn server_config(plan: &Plan) -> ServerConfigFile {
+/// `login` is the login role the server connects as (one of the tenant's two, see
+/// [`TenantName::login_roles`](mcp_fleet_core::TenantName::login_roles)).
+pub fn server_config(plan: &Plan, login: &str) -> ServerConfigFile {
     let spec = &plan.spec;
     let service = plan.service_host();
     let short = format!("{}.{}", plan.name, plan.namespace);
@@ -43,7 +45,7 @@ pub fn server_config(plan: &Plan) -> ServerConfigFile {
         public_url: Some(plan.endpoint()),
         allowed_hosts,
         database: DatabaseSection {
-            url: Some(plan.database.url_for(&plan.tenant.login_role())),
+            url: Some(plan.database.url_for(login)),
             password_file: Some(DB_PASSWORD_MOUNT_PATH.into()),
             mode: Some(TenancyMode::Dedicated),
             max_connections: spec.database.max_connections_per_replica,
@@ -94,14 +96,14 @@ pub fn server_config(plan: &Plan) -> ServerConfigFile {
 }
 
 /// The file as YAML (stable for equal input, so its hash only changes when the content does).
-pub fn render(plan: &Plan) -> String {
-    serde_saphyr::to_string(&server_config(plan)).expect("the server config always serialises")
+pub fn render(plan: &Plan, login: &str) -> String {
+    serde_saphyr::to_string(&server_config(plan, login)).expect("the server config always serialises")
 }
 
-pub fn config_map(plan: &Plan) -> ConfigMap {
+pub fn config_map(plan: &Plan, login: &str) -> ConfigMap {
     ConfigMap {
         metadata: plan.metadata(names::config_map(&plan.name), "server"),
-        data: Some(BTreeMap::from([(CONFIG_KEY.to_owned(), render(plan))])),
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_owned(), render(plan, login))])),
         ..ConfigMap::default()
     }
 }
@@ -113,7 +115,7 @@ mod tests {
 
     #[test]
     fn minimal_config_serves_the_tenant_in_production_mode() {
-        let cm = config_map(&minimal());
+        let cm = config_map(&minimal(), "mcpt_seattle_login");
         assert_eq!(cm.metadata.name.as_deref(), Some("seattle-config"));
         let yaml = &cm.data.unwrap()[CONFIG_KEY];
         let cfg: ServerConfigFile = serde_saphyr::from_str(yaml).expect("the server can parse it");
@@ -132,7 +134,7 @@ mod tests {
 
     #[test]
     fn full_config_carries_auth_tools_embeddings_and_the_ingress_host() {
-        let cfg = server_config(&full());
+        let cfg = server_config(&full(), "mcpt_eastside_login");
         assert_eq!(cfg.public_url.as_deref(), Some("https://eastside.mcp.example.com/mcp"));
         assert!(cfg.allowed_hosts.contains(&"eastside.mcp.example.com".to_owned()));
         assert_eq!(
@@ -144,15 +146,15 @@ mod tests {
         assert_eq!(cfg.auth.roles["manager"].inherits, vec!["analyst".to_owned()]);
         assert_eq!(cfg.auth.default_role.as_deref(), Some("analyst"));
         assert_eq!(cfg.auth.ca_file.as_deref(), Some(std::path::Path::new(AUTH_CA_MOUNT_PATH)));
-        assert_eq!(server_config(&minimal()).auth.ca_file, None);
+        assert_eq!(server_config(&minimal(), "mcpt_seattle_login").auth.ca_file, None);
         assert_eq!(cfg.tools.row_cap, Some(1000));
         assert_eq!(cfg.tools.enabled.len(), 5);
         assert_eq!(cfg.tools.max_estimated_cost, Some(1e6));
-        assert_eq!(server_config(&minimal()).tools.max_estimated_cost, None);
+        assert_eq!(server_config(&minimal(), "mcpt_seattle_login").tools.max_estimated_cost, None);
         assert_eq!(cfg.limits.per_subject.max_concurrent, Some(2));
         assert_eq!(cfg.limits.per_subject.requests_per_minute, Some(60));
         assert_eq!(
-            server_config(&minimal()).limits,
+            server_config(&minimal(), "mcpt_seattle_login").limits,
             LimitsSection { shutdown_delay: Some("5s".into()), ..LimitsSection::default() },
             "the server's defaults apply, except that a pod waits for its endpoints to go first"
         );
@@ -162,6 +164,6 @@ mod tests {
 
     #[test]
     fn rendering_is_stable() {
-        assert_eq!(render(&full()), render(&full()));
+        assert_eq!(render(&full(), "l"), render(&full(), "l"));
     }
 }

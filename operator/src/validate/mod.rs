@@ -117,7 +117,7 @@ pub fn validate(t: &McpTenant, defaults: &Defaults, deref: &Dereferenced) -> Res
     let plan = plan(t, defaults, admin_url).map_err(Invalid::Spec)?;
     // What the server checks at start-up, checked here, so a spec it would refuse stalls with the
     // problems instead of crash-looping pods.
-    let mut problems = server_config(&plan).validate();
+    let mut problems = server_config(&plan, &plan.tenant.login_role()).validate();
     // The CRD leaves the issuer optional: a tenant without one is reconciled as before (its pods
     // wait for one; the operator's own tests run tenants without servers). What a spec says
     // wrongly stalls.
