@@ -1,7 +1,8 @@
 //! Faults on the node under load, as the people running the fleet meet them: PostgreSQL
-//! restarts while MCP clients call a tenant through the ingress. Each test here stops something
-//! every tenant shares, so this file has its own fleet (its own process, see `support::fleet`)
-//! and runs its tests one at a time. Each test prints one line for the fault table: the fault,
+//! restarts or a server process dies while MCP clients call a tenant through the ingress; and
+//! autoscaling on real CPU. Each test here stops something every tenant shares or measures the
+//! node's CPU, so this file has its own fleet (its own process, see `support::fleet`) and runs
+//! its tests one at a time. Each test prints one line for the fault table: the fault,
 //! the load held, calls made and failed, audit records lost, and the recovery time.
 
 #[allow(dead_code)] // each test binary uses its own part of the shared helpers
@@ -9,11 +10,17 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use kube::api::ListParams;
 use mcp_fleet_e2e::{TestNamespace, eventually};
+use serde_json::json;
 use support::fleet::Fleet;
-use support::load::{ClientLoop, Loaded, assert_audited, loaded_tenant, unaudited};
+use support::load::{
+    ClientLoop, Loaded, assert_audited, client_loop, loaded_tenant, loaded_tenant_with, unaudited,
+};
 use support::wait::rolled;
 
 static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -183,4 +190,71 @@ async fn a_server_pod_killed_under_load_costs_only_the_calls_in_flight_on_it() {
         report.ok_ids.len()
     );
     assert!(lost <= 2 * clients, "{lost} audit records lost, more than one batch window");
+}
+
+/// Autoscaling on real CPU. Three MCP clients through the ingress push the server's CPU above
+/// the HPA's target (50 % of its 50m request); metrics-server (15 s resolution) reports it, and
+/// the HPA scales the tenant up from `minReplicas` 1. When the load drops to one call a second,
+/// the HPA scales back to 1 once the tenant's scale-down window has passed
+/// (`scaleDownStabilizationSeconds: 15`; Kubernetes' default is 300 s). No call fails on the way
+/// up or down. It measures CPU, so it too has the node to itself.
+#[tokio::test]
+async fn the_hpa_scales_a_tenant_up_under_load_and_back_down_when_it_drops() {
+    let _one = ONE_FAULT_AT_A_TIME.lock().await;
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("hpa").await;
+    let autoscaling = json!({"minReplicas": 1, "maxReplicas": 3, "targetCpuUtilizationPercentage": 50,
+                             "scaleDownStabilizationSeconds": 15});
+    let Loaded { name: t, calls, .. } =
+        loaded_tenant_with(fleet, &ns, "scaling", "Zava Retail Redmond", 3, 1, |spec| {
+            spec["autoscaling"] = autoscaling;
+        })
+        .await;
+    let hpas: Api<HorizontalPodAutoscaler> = ns.api();
+    let deployments: Api<Deployment> = ns.api();
+    let cpu = |h: &HorizontalPodAutoscaler| {
+        h.status
+            .as_ref()?
+            .current_metrics
+            .as_ref()?
+            .iter()
+            .find_map(|m| m.resource.as_ref()?.current.average_utilization)
+    };
+
+    let loaded = Instant::now();
+    let (replicas, utilization) =
+        eventually("the HPA to scale the tenant up", Duration::from_secs(240), || async {
+            let hpa = hpas.get(&t).await.ok()?;
+            let ready = deployments.get(&t).await.ok()?.status?.ready_replicas.unwrap_or(0);
+            (ready >= 2).then(|| (ready, cpu(&hpa)))
+        })
+        .await;
+    let up_in = loaded.elapsed();
+    let heavy = calls.stop().await;
+    eprintln!(
+        "{}",
+        heavy.line(&format!("load until {replicas} Ready replicas (CPU {utilization:?} % of request)"))
+    );
+
+    let light = client_loop(fleet, &ns, &t, 1, Duration::from_secs(1)).await;
+    let dropped = Instant::now();
+    eventually("the HPA to scale the tenant back to 1", Duration::from_secs(240), || rolled(&ns, &t, 1))
+        .await;
+    let down_in = dropped.elapsed();
+    let light = light.stop().await;
+    eprintln!("{}", light.line("one call a second while the HPA scales down"));
+    eprintln!(
+        "fault table: HPA up and down (real CPU) | {:.1} calls/s, then 1/s | {} made | {} failed | audit lost: 0 (asserted) | {replicas} Ready {up_in:.1?} after the load began; 1 again {down_in:.1?} after it dropped",
+        heavy.calls_per_second(),
+        heavy.made + light.made,
+        heavy.failed + light.failed
+    );
+    assert_eq!(
+        heavy.failed + light.failed,
+        0,
+        "no call fails while the HPA scales: {:?} {:?}",
+        heavy.reasons,
+        light.reasons
+    );
+    assert_audited(fleet, &[heavy.ok_ids, light.ok_ids].concat()).await;
 }

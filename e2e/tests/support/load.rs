@@ -211,8 +211,15 @@ fn loaded_tenant_spec(fleet: &Fleet, name: &str, stores: &[&str]) -> Value {
     spec
 }
 
-/// A client loop of `clients` MCP clients counting the tenant's orders through the ingress.
-async fn client_loop(fleet: &Fleet, ns: &TestNamespace, name: &str, clients: usize) -> ClientLoop {
+/// A client loop of `clients` MCP clients counting the tenant's orders through the ingress, each
+/// pausing `pause` between its calls.
+pub async fn client_loop(
+    fleet: &Fleet,
+    ns: &TestNamespace,
+    name: &str,
+    clients: usize,
+    pause: Duration,
+) -> ClientLoop {
     let token = fleet.token(&endpoint(ns, name).await, name, "analyst");
     let target = Target {
         url: format!("http://127.0.0.1:{}/mcp", fleet.node.ingress_port()),
@@ -221,12 +228,7 @@ async fn client_loop(fleet: &Fleet, ns: &TestNamespace, name: &str, clients: usi
         tool: "execute_sales_query",
         arguments: json!({"postgresql_query": "SELECT count(*) AS n FROM retail.orders"}),
     };
-    let bounds = Bounds {
-        clients,
-        max_calls: 50_000,
-        max_time: Duration::from_secs(600),
-        pause: Duration::from_millis(20),
-    };
+    let bounds = Bounds { clients, max_calls: 50_000, max_time: Duration::from_secs(600), pause };
     // The ingress routes once it has seen the Ingress and its endpoints: wait for an answer
     // first (a refusal before that is the route appearing, not what the test looks at).
     eventually(format!("{name} answering through the ingress"), Duration::from_secs(60), || async {
@@ -284,11 +286,28 @@ pub async fn loaded_tenant(
     store: &str,
     clients: usize,
 ) -> Loaded {
+    loaded_tenant_with(fleet, ns, prefix, store, clients, 2, |_| {}).await
+}
+
+/// As [`loaded_tenant`], with the spec changed by `edit` first (autoscaling, say), and
+/// `replicas` Ready pods before the clients start.
+pub async fn loaded_tenant_with(
+    fleet: &Fleet,
+    ns: &TestNamespace,
+    prefix: &str,
+    store: &str,
+    clients: usize,
+    replicas: i32,
+    edit: impl FnOnce(&mut Value),
+) -> Loaded {
     let t = name(prefix);
-    create_tenant(&ns.api(), &t, loaded_tenant_spec(fleet, &t, &[store])).await;
+    let mut spec = loaded_tenant_spec(fleet, &t, &[store]);
+    edit(&mut spec);
+    create_tenant(&ns.api(), &t, spec).await;
     wait_ready(ns, &t).await;
-    let pods = eventually("two Ready server pods", WAIT * 4, || rolled(ns, &t, 2)).await;
-    let calls = client_loop(fleet, ns, &t, clients).await;
+    let pods =
+        eventually(format!("{replicas} Ready server pods"), WAIT * 4, || rolled(ns, &t, replicas)).await;
+    let calls = client_loop(fleet, ns, &t, clients, Duration::from_millis(20)).await;
     calls.wait_for_calls(30, Duration::from_secs(60)).await;
     assert_eq!(calls.failed(), 0, "calls succeed before anything happens to {t}");
     Loaded { name: t, pods, calls }

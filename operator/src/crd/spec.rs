@@ -266,6 +266,11 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_in_flight_metric")]
     #[schemars(length(min = 1, max = 253))]
     pub in_flight_metric_name: String,
+    /// Seconds the load must stay low before pods are removed (the HPA's
+    /// `behavior.scaleDown.stabilizationWindowSeconds`). Unset: Kubernetes' default, 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: Option<i32>,
 }
 
 fn default_min_replicas() -> i32 {

@@ -2,8 +2,9 @@
 //! pod when asked (a Pods metric served by a custom metrics adapter). Pure.
 
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricIdentifier,
-    MetricSpec, MetricTarget, PodsMetricSource, ResourceMetricSource,
+    CrossVersionObjectReference, HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior,
+    HorizontalPodAutoscalerSpec, MetricIdentifier, MetricSpec, MetricTarget, PodsMetricSource,
+    ResourceMetricSource,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -49,7 +50,13 @@ pub fn horizontal_pod_autoscaler(plan: &Plan) -> Option<HorizontalPodAutoscaler>
             min_replicas: Some(a.min_replicas),
             max_replicas: a.max_replicas,
             metrics: Some(metrics),
-            behavior: None,
+            behavior: a.scale_down_stabilization_seconds.map(|seconds| HorizontalPodAutoscalerBehavior {
+                scale_down: Some(HPAScalingRules {
+                    stabilization_window_seconds: Some(seconds),
+                    ..HPAScalingRules::default()
+                }),
+                scale_up: None,
+            }),
         },
         status: None,
     })
@@ -80,5 +87,18 @@ mod tests {
                                           "target": {"type": "AverageValue", "averageValue": "20"}}}
             ])
         );
+        assert_eq!(
+            h["spec"].get("behavior"),
+            None,
+            "Kubernetes' own scale-down window unless one is asked for"
+        );
+    }
+
+    #[test]
+    fn a_scale_down_window_becomes_the_hpas_behavior() {
+        let mut plan = full();
+        plan.spec.autoscaling.as_mut().unwrap().scale_down_stabilization_seconds = Some(20);
+        let h = serde_json::to_value(horizontal_pod_autoscaler(&plan).unwrap()).unwrap();
+        assert_eq!(h["spec"]["behavior"], json!({"scaleDown": {"stabilizationWindowSeconds": 20}}));
     }
 }
