@@ -20,7 +20,8 @@ use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
 use mcp_fleet_operator::crd::McpTenant;
 use serde_json::{Value, json};
 use support::fleet::{BUCKET, Fleet, OPERATOR, ingress_host, store_id};
-use support::load::{Loaded, assert_audited, loaded_tenant};
+use support::load::{Loaded, assert_audited, client_loop, loaded_tenant};
+use support::process::{peak_rss_mib, server_pid};
 use support::wait::{READY_TIMEOUT, endpoint, name, rolled, wait_ready};
 
 async fn apply_tenant(ns: &TestNamespace, name: &str, spec: Value) -> McpTenant {
@@ -151,8 +152,16 @@ async fn clients_reach_two_tenants_through_the_ingress_and_each_sees_only_its_ro
         (name("bellevue"), vec!["Zava Retail Bellevue"]),
         (name("south"), vec!["Zava Retail Tacoma", "Zava Retail Spokane"]),
     ];
-    for (t, stores) in &tenants {
-        apply_tenant(&ns, t, fleet.tenant_spec(t, stores)).await;
+    for (i, (t, stores)) in tenants.iter().enumerate() {
+        let mut spec = fleet.tenant_spec(t, stores);
+        if i == 0 {
+            // The first takes hostile queries below: the memory limit of
+            // examples/mcptenant-full.yaml, and a per-caller share that a client loop fits in.
+            spec["server"]["resources"]["limits"] = json!({"memory": "1Gi"});
+            spec["limits"] =
+                json!({"perSubject": {"maxConcurrent": 64, "requestsPerMinute": 100000, "burst": 100000}});
+        }
+        apply_tenant(&ns, t, spec).await;
     }
     let per_store = json!({"postgresql_query": "SELECT store_id, count(*) AS n FROM retail.orders GROUP BY store_id ORDER BY store_id"});
     for (t, stores) in &tenants {
@@ -175,19 +184,35 @@ async fn clients_reach_two_tenants_through_the_ingress_and_each_sees_only_its_ro
         assert_eq!(seen, truth, "{t} sees exactly its own stores' orders");
     }
     // The heaviest queries a model can send (a 500 MB value, a cross join of 480k x 480k rows, an
-    // endless recursion) come back cut or timed out, the pod keeps running without a restart, and
-    // the next call is answered as before.
+    // endless recursion), all at once, under a 1 GiB memory limit, while another caller of the
+    // same tenant keeps calling: they come back cut or timed out, the other caller's calls all
+    // succeed, the pod keeps running without a restart, and the next call is answered as before.
     let (a_name, a_stores) = &tenants[0];
     let token = fleet.token(&endpoint(&ns, a_name).await, a_name, "analyst");
     let host = ingress_host(a_name);
-    for sql in [
+    let others = client_loop(fleet, &ns, a_name, 1, Duration::from_millis(50)).await;
+    let hostile = [
         "SELECT repeat('x', 500000000) AS big",
         "SELECT a.* FROM retail.order_items a CROSS JOIN retail.order_items b",
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
-    ] {
-        let r = fleet
-            .call_through_ingress(&host, &token, "execute_sales_query", json!({"postgresql_query": sql}))
-            .await;
+    ];
+    let before = others.made();
+    let hostile_call = |sql: &str| {
+        fleet.call_through_ingress(&host, &token, "execute_sales_query", json!({"postgresql_query": sql}))
+    };
+    let (big, cross, recursive) =
+        tokio::join!(hostile_call(hostile[0]), hostile_call(hostile[1]), hostile_call(hostile[2]));
+    let replies = [big, cross, recursive];
+    let meanwhile = others.made() - before;
+    others.wait_for_calls(20, Duration::from_secs(60)).await;
+    let others = others.stop().await;
+    eprintln!(
+        "{}",
+        others.line(&format!("another caller, {meanwhile} calls while three hostile queries ran"))
+    );
+    assert!(meanwhile > 0, "the other caller's calls went on while the hostile ones ran");
+    assert_eq!(others.failed, 0, "the tenant's other caller is still answered: {:?}", others.reasons);
+    for (sql, r) in hostile.iter().zip(replies) {
         // Cut to the budget, or (on a busy machine, where building 500 MB takes PostgreSQL longer
         // than the tenant's statement timeout) ended by the timeout with a message that says so.
         let head: String = r.text.chars().take(300).collect();
@@ -208,7 +233,13 @@ async fn clients_reach_two_tenants_through_the_ingress_and_each_sees_only_its_ro
             .flatten()
             .map(|c| c.restart_count)
             .sum();
-        assert_eq!(restarts, 0, "{} restarted", pod.metadata.name.unwrap_or_default());
+        let pod_name = pod.metadata.name.unwrap_or_default();
+        assert_eq!(restarts, 0, "{pod_name} restarted");
+        // The server's own peak, read on the host: the budget holds it far below the limit.
+        let uid = pod.metadata.uid.expect("a pod uid");
+        let peak = tokio::task::spawn_blocking(move || peak_rss_mib(server_pid(&uid))).await.unwrap();
+        eprintln!("{pod_name}: server peak RSS {peak} MiB after the hostile queries (limit 1024 MiB)");
+        assert!(peak < 512, "{pod_name}'s server peaked at {peak} MiB, more than half its 1 GiB limit");
     }
 
     // metrics-server sees the server pods (what an HPA scales on): their CPU and memory.

@@ -21,6 +21,7 @@ use support::fleet::Fleet;
 use support::load::{
     ClientLoop, Loaded, assert_audited, client_loop, loaded_tenant, loaded_tenant_with, unaudited,
 };
+use support::process::server_pid;
 use support::wait::rolled;
 
 static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -122,21 +123,11 @@ async fn a_postgresql_restart_under_load_fails_calls_clearly_and_loses_no_audit_
 /// killer or a crash would end it: the process whose cgroup is the pod's and whose name is the
 /// server's. Returns its host PID.
 fn kill_server_of_pod(uid: &str) -> i32 {
-    let marker = format!("pod{uid}");
-    let pids: Vec<i32> = std::fs::read_dir("/proc")
-        .expect("read /proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|pid: &i32| {
-            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            cgroup.contains(&marker) && comm.trim() == "mcp-fleet-serve"
-        })
-        .collect();
-    assert_eq!(pids.len(), 1, "exactly one server process in pod {uid}: {pids:?}");
-    let pid = pids[0].to_string();
-    let killed = std::process::Command::new("kill").args(["-KILL", &pid]).status().expect("run kill");
+    let pid = server_pid(uid);
+    let pid_text = pid.to_string();
+    let killed = std::process::Command::new("kill").args(["-KILL", &pid_text]).status().expect("run kill");
     assert!(killed.success(), "kill -KILL {pid}");
-    pids[0]
+    pid
 }
 
 #[tokio::test]

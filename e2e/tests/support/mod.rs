@@ -2,5 +2,6 @@
 
 pub mod fleet;
 pub mod load;
+pub mod process;
 pub mod tenant;
 pub mod wait;
