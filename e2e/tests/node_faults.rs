@@ -18,9 +18,7 @@ use kube::api::ListParams;
 use mcp_fleet_e2e::{TestNamespace, eventually};
 use serde_json::json;
 use support::fleet::Fleet;
-use support::load::{
-    ClientLoop, Loaded, assert_audited, client_loop, loaded_tenant, loaded_tenant_with, unaudited,
-};
+use support::load::{ClientLoop, Loaded, assert_audited, client_loop, loaded_tenant, loaded_tenant_with};
 use support::process::server_pid;
 use support::wait::rolled;
 
@@ -158,7 +156,7 @@ async fn a_server_pod_killed_under_load_costs_only_the_calls_in_flight_on_it() {
     let report = calls.stop().await;
     eprintln!("{}", report.line(&format!("server process {pid} of {victim_name} killed under load")));
     eprintln!(
-        "fault table: server pod killed (SIGKILL) | {:.1} calls/s | {} made | {} failed | audit lost: see below | Ready again {recovery:.1?} after the kill",
+        "fault table: server pod killed (SIGKILL) | {:.1} calls/s | {} made | {} failed | audit lost: 0 (asserted) | Ready again {recovery:.1?} after the kill",
         report.calls_per_second(),
         report.made,
         report.failed
@@ -171,16 +169,10 @@ async fn a_server_pod_killed_under_load_costs_only_the_calls_in_flight_on_it() {
         "at most the calls in flight on the killed pod fail ({clients} clients): {:?}",
         report.reasons
     );
-    // Known gap, not hidden: the audit writer batches records for up to 100 ms after the answer
-    // has gone out, so a SIGKILL loses the records of the victim's last answers (1 of 236 in one
-    // run). Counted and bounded here (a batch window of this loop's calls); closing it means the
-    // answer waits for its record's commit (see issue 15's note).
-    let lost = unaudited(fleet, &report.ok_ids).await;
-    eprintln!(
-        "audit: {lost} of {} successful calls unrecorded (SIGKILL before the batch)",
-        report.ok_ids.len()
-    );
-    assert!(lost <= 2 * clients, "{lost} audit records lost, more than one batch window");
+    // An answer leaves only once its audit record is committed (group commit, no linger), so
+    // the kill loses no record of a call the clients saw succeed.
+    assert_audited(fleet, &report.ok_ids).await;
+    eprintln!("audit: all {} successful calls recorded, 0 lost", report.ok_ids.len());
 }
 
 /// Autoscaling on real CPU. Three MCP clients through the ingress push the server's CPU above

@@ -330,29 +330,30 @@ async fn pii_is_masked_unless_the_role_grants_it_and_store_claims_only_narrow() 
 }
 
 #[tokio::test]
-async fn when_the_audit_trail_cannot_write_calls_fail_closed_and_nothing_is_lost() {
+async fn when_the_audit_trail_cannot_write_no_answer_leaves_and_nothing_is_lost() {
     let db = embedded_db().await;
     let t = tenant(&db, &[3]).await;
     let srv = server(&db, &t, Opts { audit_capacity: Some(4), ..Default::default() }).await;
     let c = client(&srv.url, &[]).await;
     // The audit table refuses the server's writes (as when the database is unreachable).
     sqlx::query("REVOKE INSERT ON audit.tool_calls FROM mcpfleet_tenant").execute(&db.admin).await.unwrap();
-    let mut accepted = 0;
-    let mut refused = 0;
+    // No answer leaves without its committed record: a call that got a buffer slot ran, but its
+    // result is withheld; once the 4 slots are held, calls are refused before they run.
+    let (mut withheld, mut refused) = (0, 0);
     for _ in 0..12 {
         match call_raw(&c, "get_current_utc_date", json!({})).await {
-            Ok(r) if r.is_error != Some(true) => accepted += 1,
-            Ok(r) => panic!("unexpected tool error {r:?}"),
+            Ok(r) => panic!("an answer left without its audit record: {r:?}"),
+            Err(e) if e.to_string().contains("so its result is withheld") => withheld += 1,
             Err(e) => {
                 assert!(e.to_string().contains("audit trail cannot record"), "{e}");
                 refused += 1;
             }
         }
     }
-    assert!(accepted >= 4 && refused > 0, "accepted {accepted}, refused {refused}");
+    assert_eq!((withheld, refused), (4, 8), "4 buffer slots: 4 calls ran, 8 were refused");
     sqlx::query("GRANT INSERT ON audit.tool_calls TO mcpfleet_tenant").execute(&db.admin).await.unwrap();
-    let rows = wait_for_audit(&db, accepted).await;
-    assert_eq!(rows.len(), accepted, "every call that ran is audited, none that did not");
+    let rows = wait_for_audit(&db, withheld).await;
+    assert_eq!(rows.len(), withheld, "every call that ran is audited, none that did not");
     let (err, _) = call(&c, "get_current_utc_date", json!({})).await;
     assert!(!err, "calls run again once the audit trail recovers");
 }

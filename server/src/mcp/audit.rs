@@ -1,11 +1,16 @@
 //! The audit trail: every tool call, allowed or denied, becomes a row of `audit.tool_calls`.
-//! Writes are batched off the request path by one writer task, and nothing is lost:
+//! One writer task writes the records in batches (group commit), and nothing is lost:
 //!
 //! * Before a call runs, it reserves a slot in a bounded buffer. The slot is filled when the call
 //!   ends, so a record always fits, and it is freed only once its record is in the database: a
 //!   batch the writer holds (or retries) still counts against the bound.
-//! * If the buffer stays full (the database is down and the writer is retrying), new calls wait a
-//!   short while and then **fail closed**: they are refused, not run unaudited.
+//! * **An answer leaves only once its record is committed.** The call hands its record to the
+//!   writer and waits for the commit of the batch that carries it; the writer takes whatever has
+//!   queued while it wrote the previous batch, with no linger. So a server killed at any moment
+//!   has answered no call whose record is not in the database.
+//! * If the buffer stays full, or a record is not committed in time (the database is down and
+//!   the writer is retrying), the call **fails closed**: refused before it runs, or its result
+//!   withheld.
 //! * The writer retries a failed batch until it succeeds; on shutdown it flushes what is left.
 //!
 //! Arguments are stored sanitised: SQL text is kept, values of secret-looking keys are masked and
@@ -18,7 +23,7 @@ use chrono::{DateTime, Utc};
 use mcp_fleet_core::server_config::TenancyMode;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::outcome::Outcome;
@@ -31,7 +36,6 @@ pub const BUFFER: usize = 1024;
 /// How long a call waits for buffer space before it is refused.
 pub const RESERVE_WAIT: Duration = Duration::from_secs(2);
 const BATCH: usize = 200;
-const LINGER: Duration = Duration::from_millis(100);
 const MAX_ARG_CHARS: usize = 4096;
 
 #[derive(Debug, Clone)]
@@ -56,8 +60,38 @@ pub struct AuditRecord {
 )]
 pub struct AuditUnavailable;
 
-/// A finished record and the buffer slot it holds until it is written.
-type Queued = (AuditRecord, OwnedSemaphorePermit);
+/// The call ran, but its record was not committed in time: its result is withheld.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the audit trail could not record this call in time (is the database reachable?), so its result is withheld; retry shortly"
+)]
+pub struct AuditNotWritten;
+
+/// A finished record, the buffer slot it holds until it is written, and who waits for its commit.
+struct Queued {
+    record: AuditRecord,
+    _slot: OwnedSemaphorePermit,
+    committed: oneshot::Sender<()>,
+}
+
+/// The commit of one record, to wait for before the call's answer leaves.
+#[must_use = "an answer must wait for its record's commit"]
+pub struct Written {
+    committed: Option<oneshot::Receiver<()>>,
+    within: Duration,
+}
+
+impl Written {
+    /// Waits until the record is in the database, at most the audit log's wait.
+    pub async fn wait(self) -> Result<(), AuditNotWritten> {
+        let Some(committed) = self.committed else { return Err(AuditNotWritten) };
+        match tokio::time::timeout(self.within, committed).await {
+            Ok(Ok(())) => Ok(()),
+            // Timed out, or the writer gave the record up at shutdown.
+            _ => Err(AuditNotWritten),
+        }
+    }
+}
 
 /// The writer side: the buffer's slots, the channel to the writer and the task draining it.
 pub struct AuditLog {
@@ -112,7 +146,8 @@ impl AuditLog {
             error: None,
             request_id: caller.request_id.clone(),
         };
-        Ok(AuditTicket(Arc::new(Mutex::new(Some(Pending { tx, slot, record, started: Instant::now() })))))
+        let pending = Pending { tx, slot, record, started: Instant::now(), within: self.wait };
+        Ok(AuditTicket(Arc::new(Mutex::new(Some(pending)))))
     }
 
     /// Stops accepting records and waits (bounded) for the writer to flush the rest.
@@ -129,12 +164,14 @@ impl AuditLog {
     }
 }
 
-/// The way to the writer, the buffer slot, the record being filled and when the call started.
+/// The way to the writer, the buffer slot, the record being filled, when the call started and
+/// how long its answer may wait for the commit.
 struct Pending {
     tx: mpsc::UnboundedSender<Queued>,
     slot: OwnedSemaphorePermit,
     record: AuditRecord,
     started: Instant,
+    within: Duration,
 }
 
 /// A reserved, not yet written audit record. Completing it twice keeps the first outcome.
@@ -148,18 +185,24 @@ impl std::fmt::Debug for AuditTicket {
 }
 
 impl AuditTicket {
-    /// Fills in the outcome and hands the record to the writer.
-    pub fn complete(&self, outcome: Outcome, rows: Option<usize>, error: Option<&str>) {
-        let Some(Pending { tx, slot, mut record, started }) = self.0.lock().ok().and_then(|mut g| g.take())
+    /// Fills in the outcome and hands the record to the writer; the answer waits on the
+    /// returned [`Written`]. A second completion writes nothing and is not waited for.
+    pub fn complete(&self, outcome: Outcome, rows: Option<usize>, error: Option<&str>) -> Written {
+        let Some(Pending { tx, slot, mut record, started, within }) =
+            self.0.lock().ok().and_then(|mut g| g.take())
         else {
-            return;
+            let (done, committed) = oneshot::channel();
+            let _ = done.send(());
+            return Written { committed: Some(committed), within: Duration::ZERO };
         };
         record.outcome = outcome;
         record.rows = rows.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
         record.error = error.map(|e| truncate(e, 1000));
         record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        // Fails only when the writer has gone, after shutdown's deadline: nothing left to do.
-        let _ = tx.send((record, slot));
+        let (done, committed) = oneshot::channel();
+        // Fails only when the writer has gone, after shutdown's deadline: the wait then fails.
+        let sent = tx.send(Queued { record, _slot: slot, committed: done }).is_ok();
+        Written { committed: sent.then_some(committed), within }
     }
 }
 
@@ -206,33 +249,30 @@ async fn write_loop(
     metrics: Arc<Metrics>,
     mut rx: mpsc::UnboundedReceiver<Queued>,
 ) {
-    // Each record keeps its buffer slot until the batch is written (or given up on).
+    // Each record keeps its buffer slot until the batch is written (or given up on). Group
+    // commit: a batch is what queued while the previous one was written, so a lone call waits
+    // for one INSERT, and many calls share one.
     let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
     loop {
-        if batch.is_empty() {
-            match rx.recv().await {
-                Some(r) => batch.push(r),
-                None => return,
-            }
+        match rx.recv().await {
+            Some(r) => batch.push(r),
+            None => return,
         }
-        let linger = tokio::time::sleep(LINGER);
-        tokio::pin!(linger);
-        let mut closed = false;
         while batch.len() < BATCH {
-            tokio::select! {
-                r = rx.recv() => match r {
-                    Some(r) => batch.push(r),
-                    None => { closed = true; break; }
-                },
-                _ = &mut linger => break,
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
             }
         }
+        let closed = rx.is_closed();
         let mut attempt = 0u32;
         loop {
-            match write_batch(&pool, mode, batch.iter().map(|(r, _)| r)).await {
+            match write_batch(&pool, mode, batch.iter().map(|q| &q.record)).await {
                 Ok(()) => {
                     metrics.audit_records.with_label_values(&["written"]).inc_by(batch.len() as u64);
-                    batch.clear();
+                    for q in batch.drain(..) {
+                        let _ = q.committed.send(());
+                    }
                     break;
                 }
                 Err(e) => {
@@ -242,6 +282,7 @@ async fn write_loop(
                     // While serving, retry for as long as it takes (calls fail closed meanwhile);
                     // at shutdown, give up after a few attempts and say how much was lost.
                     if (closed || rx.is_closed()) && attempt >= 5 {
+                        // Dropping the batch tells its waiters the records were not written.
                         metrics.audit_records.with_label_values(&["lost"]).inc_by(batch.len() as u64);
                         tracing::error!(
                             lost = batch.len(),

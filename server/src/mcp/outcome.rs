@@ -5,7 +5,7 @@
 use rmcp::ErrorData;
 use rmcp::model::{CallToolResult, ContentBlock, ErrorCode};
 
-use super::audit::AuditUnavailable;
+use super::audit::{AuditNotWritten, AuditUnavailable};
 use super::explain::Plan;
 use super::fair_share::Limited;
 use super::result::{Compact, error_json};
@@ -161,6 +161,8 @@ pub enum CallError {
     UnknownTool(String),
     #[error(transparent)]
     AuditUnavailable(#[from] AuditUnavailable),
+    #[error(transparent)]
+    AuditNotWritten(#[from] AuditNotWritten),
     #[error("your role(s) {roles:?} may not call {tool:?}; call tools/list to see the tools you may use")]
     Forbidden { tool: String, roles: Vec<String> },
     #[error(transparent)]
@@ -187,9 +189,10 @@ impl From<CallError> for ErrorData {
                 })),
             ),
             CallError::UnknownResource(_) => ErrorData::resource_not_found(message, None),
-            CallError::NoCaller | CallError::AuditUnavailable(_) | CallError::Resource(_) => {
-                ErrorData::internal_error(message, None)
-            }
+            CallError::NoCaller
+            | CallError::AuditUnavailable(_)
+            | CallError::AuditNotWritten(_)
+            | CallError::Resource(_) => ErrorData::internal_error(message, None),
         }
     }
 }

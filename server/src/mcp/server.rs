@@ -17,7 +17,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use tracing::Instrument as _;
 
-use super::audit::AuditTicket;
+use super::audit::{AuditTicket, Written};
 use super::fair_share::{Admitted, Subject};
 use super::outcome::{CallError, Outcome, ToolFailure, ToolOutput};
 use super::state::AppState;
@@ -73,7 +73,12 @@ impl RetailServer {
             let started = Instant::now();
             let result = tools::call(&self.state, &caller, tool, request.arguments.unwrap_or_default()).await;
             drop(admitted);
-            self.record(tool, &caller, started.elapsed(), ticket, &result);
+            // The answer leaves once its audit record is committed (see `audit`).
+            self.record(tool, &caller, started.elapsed(), ticket, &result).wait().await.map_err(|e| {
+                self.state.metrics.errors.with_label_values(&["audit_unavailable"]).inc();
+                tracing::error!(tool = %tool, request_id = %caller.request_id, "result withheld: its audit record was not committed in time");
+                CallError::from(e)
+            })?;
             Ok(match result {
                 Ok(output) => output.into_result(),
                 Err(failure) => {
@@ -109,7 +114,8 @@ impl RetailServer {
             self.state.metrics.tool_calls.with_label_values(&[tool.as_str(), Outcome::Denied.as_str()]).inc();
             tracing::warn!(tool = %tool, tenant = %caller.tenant, subject = %caller.subject, request_id = %caller.request_id, "tool call denied");
             let refusal = CallError::Forbidden { tool: tool.to_string(), roles: caller.grants.roles.clone() };
-            ticket.complete(Outcome::Denied, None, Some(&refusal.to_string()));
+            // A refusal is the answer either way; it still leaves after its record.
+            let _ = ticket.complete(Outcome::Denied, None, Some(&refusal.to_string())).wait().await;
             return Err(refusal);
         }
         let subject = Subject { tenant: caller.tenant.to_string(), subject: caller.subject.clone() };
@@ -122,13 +128,14 @@ impl RetailServer {
                 tracing::warn!(tool = %tool, tenant = %caller.tenant, subject = %caller.subject, request_id = %caller.request_id,
                     limit = limited.kind(), retry_after_s = limited.retry_after_secs(), "tool call rate limited");
                 let refusal = CallError::from(limited);
-                ticket.complete(Outcome::Rejected, None, Some(&refusal.to_string()));
+                let _ = ticket.complete(Outcome::Rejected, None, Some(&refusal.to_string())).wait().await;
                 Err(refusal)
             }
         }
     }
 
-    /// Audit, metrics and the log line of a finished call.
+    /// Audit, metrics and the log line of a finished call; the answer waits on the returned
+    /// commit of its audit record.
     fn record(
         &self,
         tool: ToolName,
@@ -136,7 +143,7 @@ impl RetailServer {
         elapsed: Duration,
         ticket: AuditTicket,
         result: &Result<ToolOutput, ToolFailure>,
-    ) {
+    ) -> Written {
         let m = &self.state.metrics;
         let name = tool.as_str();
         m.tool_duration.with_label_values(&[name]).observe(elapsed.as_secs_f64());
@@ -144,13 +151,14 @@ impl RetailServer {
         match result {
             Ok(output) => {
                 let rows = output.rows();
-                ticket.complete(Outcome::Ok, rows, None);
+                let written = ticket.complete(Outcome::Ok, rows, None);
                 m.tool_calls.with_label_values(&[name, Outcome::Ok.as_str()]).inc();
                 tracing::info!(tool = name, tenant = %caller.tenant, subject = %caller.subject, request_id = %caller.request_id,
                     ms, rows, "tool call");
+                written
             }
             Err(f) => {
-                ticket.complete(f.outcome, None, Some(&f.message));
+                let written = ticket.complete(f.outcome, None, Some(&f.message));
                 m.tool_calls.with_label_values(&[name, f.outcome.as_str()]).inc();
                 if f.outcome == Outcome::Rejected {
                     m.rejected_queries.with_label_values(&[f.reason]).inc();
@@ -159,6 +167,7 @@ impl RetailServer {
                 }
                 tracing::warn!(tool = name, tenant = %caller.tenant, subject = %caller.subject, request_id = %caller.request_id,
                     reason = f.reason, ms, "tool call failed");
+                written
             }
         }
     }
