@@ -141,9 +141,10 @@ YAML
 declare -A pids=()
 order=(kube-scheduler kube-controller-manager kube-apiserver etcd) # stop order
 stopping=""
-# Signal traps only set this flag; the loops below act on it. (Exiting from inside a SIGINT trap
-# and then stopping children from the EXIT trap crashes bash 5.2.)
+# Signal traps only set these flags; the loops below act on them. (Exiting from inside a SIGINT
+# trap and then stopping children from the EXIT trap crashes bash 5.2.)
 signalled=""
+restart_requested="" # SIGUSR1: restart kube-apiserver (`restart-apiserver`)
 
 start_component() { # name argv...
   local name="$1"
@@ -159,6 +160,10 @@ alive() { [ -n "${pids[$1]:-}" ] && kill -0 "${pids[$1]}" 2>/dev/null; }
 
 check_components() {
   local name
+  if [ -n "$restart_requested" ]; then
+    restart_requested=""
+    restart_apiserver
+  fi
   for name in "${!pids[@]}"; do
     alive "$name" || die "$name exited unexpectedly; last lines of $run_dir/logs/$name.log:
 $(tail -n 20 "$run_dir/logs/$name.log" 2>/dev/null)"
@@ -206,6 +211,45 @@ etcd_healthy() {
   grep -q '"health":"true"' <<<"$reply"
 }
 
+# kube-apiserver with the flags `run` gave it; its variables (bin, etcd_port, api_port, pki,
+# node_flags) are run's locals, which bash's dynamic scope shows to the functions it calls.
+start_apiserver() {
+  start_component kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address "$ADDRESS" --advertise-address "$ADDRESS" --secure-port "$api_port" \
+    --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
+    --enable-aggregator-routing=true \
+    "${node_flags[@]}" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --authorization-mode Node,RBAC --allow-privileged=true --profiling=false
+}
+
+# A control-plane fault for the e2e tests (`control-plane.sh restart-apiserver DIR`): kube-apiserver
+# gets SIGTERM, as in an upgrade, and starts again with the same flags; DIR/apiserver-restarts
+# counts the restarts once it is ready again.
+restart_apiserver() {
+  local t0=$SECONDS pid="${pids[kube-apiserver]}" deadline=$((SECONDS + STOP_TIMEOUT)) n
+  log "restarting kube-apiserver (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  mv -f "$run_dir/logs/kube-apiserver.log" "$run_dir/logs/kube-apiserver.previous.log"
+  log "kube-apiserver stopped after $((SECONDS - t0))s; starting it again"
+  start_apiserver
+  wait_until "kube-apiserver /readyz after its restart" "${kubectl[@]}" get --raw /readyz
+  n="$(cat "$run_dir/apiserver-restarts" 2>/dev/null || echo 0)"
+  echo $((n + 1)) >"$run_dir/apiserver-restarts"
+  log "kube-apiserver restarted in $((SECONDS - t0))s"
+}
+
 run() {
   run_dir="$1"
   mkdir -p "$run_dir"
@@ -229,6 +273,7 @@ run() {
   echo $$ >"$run_dir/run.pid"
   trap stop_all EXIT
   trap 'signalled=1' TERM INT
+  trap 'restart_requested=1' USR1
 
   gen_pki "$run_dir/pki"
   local etcd_port peer_port api_port pki="$run_dir/pki"
@@ -258,21 +303,7 @@ run() {
   [ -z "$NODE_MODE" ] || node_flags=(--kubelet-preferred-address-types InternalIP,Hostname
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt"
     --kubelet-client-key "$pki/apiserver-kubelet-client.key" --kubelet-certificate-authority "$pki/ca.crt")
-  start_component kube-apiserver "$bin/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address "$ADDRESS" --advertise-address "$ADDRESS" --secure-port "$api_port" \
-    --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
-    --client-ca-file "$pki/ca.crt" \
-    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
-    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
-    --requestheader-extra-headers-prefix X-Remote-Extra- \
-    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
-    --enable-aggregator-routing=true \
-    "${node_flags[@]}" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range "$SERVICE_CIDR" \
-    --authorization-mode Node,RBAC --allow-privileged=true --profiling=false
+  start_apiserver
   local kubectl=("$bin/kubectl" --kubeconfig "$run_dir/kubeconfig" --request-timeout 5s)
   wait_until "kube-apiserver /readyz on port $api_port" "${kubectl[@]}" get --raw /readyz
   log "kube-apiserver ready after $((SECONDS - t0))s"
@@ -331,6 +362,21 @@ up() {
 
 down() { supervisor_down "$(default_dir "${1:-}")" control-plane.sh $((3 * STOP_TIMEOUT + 5)); }
 
+# Asks the running control plane of DIR to restart kube-apiserver, and waits until it is ready again.
+restart_apiserver_of() {
+  local dir pid before deadline=$((SECONDS + TIMEOUT + STOP_TIMEOUT))
+  dir="$(default_dir "${1:-}")"
+  pid="$(supervisor_pid "$dir" control-plane.sh)" || die "no control plane runs in $dir"
+  before="$(cat "$dir/apiserver-restarts" 2>/dev/null || echo 0)"
+  kill -USR1 "$pid"
+  until [ "$(cat "$dir/apiserver-restarts" 2>/dev/null || echo 0)" -gt "$before" ]; do
+    kill -0 "$pid" 2>/dev/null || die "the control plane stopped (log: $dir/logs)"
+    [ $SECONDS -lt $deadline ] || die "kube-apiserver was not ready again within $((TIMEOUT + STOP_TIMEOUT))s"
+    sleep 0.2
+  done
+  log "kube-apiserver of $dir restarted and ready"
+}
+
 case "${1:-}" in
   run)
     [ -n "${2:-}" ] || die "usage: $0 run <dir>"
@@ -338,8 +384,9 @@ case "${1:-}" in
     ;;
   up) up "${2:-}" ;;
   down) down "${2:-}" ;;
+  restart-apiserver) restart_apiserver_of "${2:-}" ;;
   *)
-    echo "usage: $0 run <dir> | up [dir] | down [dir]" >&2
+    echo "usage: $0 run <dir> | up [dir] | down [dir] | restart-apiserver [dir]" >&2
     exit 2
     ;;
 esac

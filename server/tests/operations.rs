@@ -8,7 +8,7 @@ use std::time::Duration;
 use rmcp::ServiceExt;
 use rmcp::transport::TokioChildProcess;
 use serde_json::json;
-use support::{Opts, call, client, embedded_db, json as parse, server, tenant};
+use support::{Opts, call, call_raw, client, embedded_db, json as parse, server, tenant};
 
 fn db_url_without_password(db: &mcp_fleet_testkit::TestDb, user: &str) -> String {
     db.url_as(user, "").replace(":@", "@")
@@ -136,8 +136,17 @@ async fn shared_mode_switches_to_the_callers_tenant_and_sees_nothing_else() {
         sqlx::query_scalar("SELECT count(*) FROM retail.orders").fetch_one(&mut conn).await.unwrap_or(-1);
     assert!(n <= 0, "the gateway must see no rows by itself, saw {n}");
     let c = client(&url, &[("x-mcp-tenant", "no-such-tenant")]).await;
-    let (err, text) = call(&c, "execute_sales_query", q).await;
-    assert!(err, "{text}");
+    match call_raw(&c, "execute_sales_query", q.clone()).await {
+        Ok(r) => assert_eq!(r.is_error, Some(true), "{r:?}"),
+        // Its audit record cannot be written under a role that does not exist: refused, and said so.
+        Err(e) => assert!(e.to_string().contains("no-such-tenant"), "{e}"),
+    }
+    // That refused record does not hold the audit trail back: the tenants' calls go on.
+    for _ in 0..3 {
+        let c = client(&url, &[("x-mcp-tenant", a.name.as_str())]).await;
+        let (err, text) = call(&c, "execute_sales_query", q.clone()).await;
+        assert!(!err, "{text}");
+    }
 }
 
 /// A PostgreSQL restart ends the sessions of running queries ("terminating connection due to

@@ -30,6 +30,9 @@ pub enum DbError {
     Busy,
     #[error("x-rls-user-id does not identify one of tenant {tenant}'s stores")]
     UnknownStore { tenant: String },
+    /// Shared mode: the caller names a tenant that has no role in this database.
+    #[error("tenant {tenant} has no role {role} in this database (is its McpTenant applied?)")]
+    UnknownTenant { tenant: String, role: String },
     #[error("{0}")]
     Query(QueryFailure),
 }
@@ -54,6 +57,7 @@ impl DbError {
             DbError::Unavailable(_) => "db_unavailable",
             DbError::Busy => "db_busy",
             DbError::UnknownStore { .. } => "unknown_store",
+            DbError::UnknownTenant { .. } => "unknown_tenant",
             DbError::Query(q) => q.reason,
         }
     }
@@ -120,6 +124,8 @@ pub struct TenantDb {
     statement_timeout: Duration,
     /// (tenant, rls_user_id) → store ids, so the development header costs no extra round trip.
     rls_stores: Cache<(String, Uuid), Vec<i32>>,
+    /// Shared mode: the tenant roles seen to exist, so the check costs a round trip a minute.
+    known_roles: Cache<String, ()>,
 }
 
 impl TenantDb {
@@ -156,6 +162,7 @@ impl TenantDb {
             mode,
             statement_timeout,
             rls_stores: Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(60)).build(),
+            known_roles: Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(60)).build(),
         }
     }
 
@@ -196,12 +203,16 @@ impl TenantDb {
         );
         // Callers without PII access run as the tenant's group role, which PostgreSQL refuses the
         // raw email and phone columns; PII callers keep the login role (member of mcpfleet_pii).
-        match (self.mode, caller.grants.pii) {
-            (TenancyMode::Dedicated, true) => {}
-            (TenancyMode::Shared, true) => {
-                batch.push_str(&format!("; SET LOCAL ROLE \"{}\"", caller.tenant.login_role()))
+        let role = match (self.mode, caller.grants.pii) {
+            (TenancyMode::Dedicated, true) => None,
+            (TenancyMode::Shared, true) => Some(caller.tenant.login_role()),
+            (_, false) => Some(caller.tenant.group_role()),
+        };
+        if let Some(role) = role {
+            if self.mode == TenancyMode::Shared {
+                self.check_role_exists(caller, &role).await?;
             }
-            (_, false) => batch.push_str(&format!("; SET LOCAL ROLE \"{}\"", caller.tenant.group_role())),
+            batch.push_str(&format!("; SET LOCAL ROLE \"{role}\""));
         }
         if let Some(ids) = stores {
             // An empty list means "no store": -1 matches nothing.
@@ -216,6 +227,25 @@ impl TenantDb {
             .begin_with(sqlx::AssertSqlSafe(batch))
             .await
             .map_err(|e| DbError::from_query(e, self.statement_timeout))
+    }
+
+    /// Shared mode: refuses a caller whose tenant role does not exist before the transaction
+    /// starts. (A failing `SET LOCAL ROLE` inside the one-round-trip `BEGIN` batch would return
+    /// the connection to the pool with its transaction aborted, failing whoever used it next.)
+    async fn check_role_exists(&self, caller: &Caller, role: &str) -> Result<(), DbError> {
+        if self.known_roles.get(role).await.is_some() {
+            return Ok(());
+        }
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| DbError::from_query(e, self.statement_timeout))?;
+        if !exists {
+            return Err(DbError::UnknownTenant { tenant: caller.tenant.to_string(), role: role.to_owned() });
+        }
+        self.known_roles.insert(role.to_owned(), ()).await;
+        Ok(())
     }
 
     async fn rls_user_stores(&self, caller: &Caller, id: Uuid) -> Result<Vec<i32>, DbError> {

@@ -60,35 +60,42 @@ pub struct AuditRecord {
 )]
 pub struct AuditUnavailable;
 
-/// The call ran, but its record was not committed in time: its result is withheld.
+/// The call ran, but its record was not committed: its result is withheld.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the audit trail could not record this call in time (is the database reachable?), so its result is withheld; retry shortly"
-)]
-pub struct AuditNotWritten;
+pub enum AuditNotWritten {
+    #[error(
+        "the audit trail could not record this call in time (is the database reachable?), so its result is withheld; retry shortly"
+    )]
+    InTime,
+    /// The database refused the record itself (for example a shared-mode caller naming a tenant
+    /// that has no role): retrying will not help.
+    #[error("the audit trail refused this call's record ({0}), so its result is withheld")]
+    Refused(String),
+}
 
 /// A finished record, the buffer slot it holds until it is written, and who waits for its commit.
 struct Queued {
     record: AuditRecord,
     _slot: OwnedSemaphorePermit,
-    committed: oneshot::Sender<()>,
+    committed: oneshot::Sender<Result<(), String>>,
 }
 
 /// The commit of one record, to wait for before the call's answer leaves.
 #[must_use = "an answer must wait for its record's commit"]
 pub struct Written {
-    committed: Option<oneshot::Receiver<()>>,
+    committed: Option<oneshot::Receiver<Result<(), String>>>,
     within: Duration,
 }
 
 impl Written {
     /// Waits until the record is in the database, at most the audit log's wait.
     pub async fn wait(self) -> Result<(), AuditNotWritten> {
-        let Some(committed) = self.committed else { return Err(AuditNotWritten) };
+        let Some(committed) = self.committed else { return Err(AuditNotWritten::InTime) };
         match tokio::time::timeout(self.within, committed).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(refused))) => Err(AuditNotWritten::Refused(refused)),
             // Timed out, or the writer gave the record up at shutdown.
-            _ => Err(AuditNotWritten),
+            _ => Err(AuditNotWritten::InTime),
         }
     }
 }
@@ -192,7 +199,7 @@ impl AuditTicket {
             self.0.lock().ok().and_then(|mut g| g.take())
         else {
             let (done, committed) = oneshot::channel();
-            let _ = done.send(());
+            let _ = done.send(Ok(()));
             return Written { committed: Some(committed), within: Duration::ZERO };
         };
         record.outcome = outcome;
@@ -271,9 +278,18 @@ async fn write_loop(
                 Ok(()) => {
                     metrics.audit_records.with_label_values(&["written"]).inc_by(batch.len() as u64);
                     for q in batch.drain(..) {
-                        let _ = q.committed.send(());
+                        let _ = q.committed.send(Ok(()));
                     }
                     break;
+                }
+                // The database refused a record itself, not the connection: retrying the batch
+                // would never end (and hold every later record back). Write it tenant by tenant,
+                // and give up only on the records that are refused.
+                Err(e) if refused(&e) => {
+                    batch = write_each_tenant(&pool, mode, &metrics, std::mem::take(&mut batch)).await;
+                    if batch.is_empty() {
+                        break;
+                    }
                 }
                 Err(e) => {
                     attempt += 1;
@@ -302,6 +318,57 @@ async fn write_loop(
             return;
         }
     }
+}
+
+/// Whether the database refused the statement itself (bad data, a missing role, a privilege):
+/// the same records would be refused again. Anything else (I/O, the pool, a restarting
+/// database: SQLSTATE classes 08, 53, 57) is worth a retry.
+fn refused(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            !["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class))
+        }
+        _ => false,
+    }
+}
+
+/// Writes `batch` one tenant (one role) at a time. Records the database refuses are given up,
+/// counted as lost and logged, and their callers told why; returns the records to retry.
+async fn write_each_tenant(
+    pool: &PgPool,
+    mode: TenancyMode,
+    metrics: &Metrics,
+    batch: Vec<Queued>,
+) -> Vec<Queued> {
+    let mut groups: std::collections::BTreeMap<String, Vec<Queued>> = Default::default();
+    for q in batch {
+        groups.entry(q.record.group_role.clone()).or_default().push(q);
+    }
+    let mut retry = Vec::new();
+    for (role, group) in groups {
+        match write_batch(pool, mode, group.iter().map(|q| &q.record)).await {
+            Ok(()) => {
+                metrics.audit_records.with_label_values(&["written"]).inc_by(group.len() as u64);
+                for q in group {
+                    let _ = q.committed.send(Ok(()));
+                }
+            }
+            Err(e) if refused(&e) => {
+                let why = match &e {
+                    sqlx::Error::Database(d) => d.message().to_owned(),
+                    other => other.to_string(),
+                };
+                metrics.audit_records.with_label_values(&["lost"]).inc_by(group.len() as u64);
+                tracing::error!(role, records = group.len(), error = %why, "the database refused these audit records; their calls' results are withheld");
+                for q in group {
+                    let _ = q.committed.send(Err(why.clone()));
+                }
+            }
+            Err(_) => retry.extend(group),
+        }
+    }
+    retry
 }
 
 async fn write_batch<'a>(

@@ -140,8 +140,11 @@ impl ToolFailure {
 
 impl From<DbError> for ToolFailure {
     fn from(e: DbError) -> Self {
-        let outcome =
-            if matches!(e, DbError::UnknownStore { .. }) { Outcome::Rejected } else { Outcome::Error };
+        let outcome = if matches!(e, DbError::UnknownStore { .. } | DbError::UnknownTenant { .. }) {
+            Outcome::Rejected
+        } else {
+            Outcome::Error
+        };
         Self { outcome, ..Self::rejected(e.reason(), e.to_string()) }
     }
 }
