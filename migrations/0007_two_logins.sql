@@ -9,7 +9,9 @@
 --   1. sets the new password on the login role not in use (apply_tenant's p_login) and enables it;
 --   2. the operator points the Secret and the server config at it, and the pods roll;
 --   3. once no pod runs the old rollout and no session uses the old role, retire_other_login
---      makes the old role NOLOGIN with no password: the old password stops working.
+--      makes the old role NOLOGIN with no password: the old password stops working. Sessions
+--      that outlive the rollout by long (someone else holding the old password) do not keep it
+--      alive: with p_force they are ended and the role retired all the same.
 -- tenancy.tenants.login_role names the role in use.
 
 -- The tenant's two login roles; the first is the one every tenant has had since 0002.
@@ -239,10 +241,10 @@ GRANT EXECUTE ON FUNCTION tenancy.apply_tenant(text, text[], text, integer, inte
 
 -- Retires the tenant's login role other than p_login: NOLOGIN and no password, so its password
 -- stops working. Call it once no pod runs with that role any more. Returns
---   'retired' when it did so now,
---   'busy'    when sessions of that role are still open (nothing changed; ask again later),
+--   'retired' when it did so now (with p_force, after ending the role's open sessions),
+--   'busy'    when sessions of that role are still open and p_force is false (nothing changed),
 --   'none'    when there was nothing to retire (only reads).
-CREATE FUNCTION tenancy.retire_other_login(p_tenant text, p_login text) RETURNS text
+CREATE FUNCTION tenancy.retire_other_login(p_tenant text, p_login text, p_force boolean DEFAULT false) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -259,16 +261,21 @@ BEGIN
         RAISE EXCEPTION 'role % exists but is not managed by mcp-fleet for this database', quote_ident(v_other)
             USING ERRCODE = 'duplicate_object';
     END IF;
-    IF EXISTS (SELECT FROM pg_stat_activity a WHERE a.usename = v_other) THEN
+    IF EXISTS (SELECT FROM pg_stat_activity a WHERE a.usename = v_other) AND NOT p_force THEN
         RETURN 'busy';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('mcpfleet.tenancy'));
     EXECUTE format('ALTER ROLE %I NOLOGIN PASSWORD NULL', v_other);
+    BEGIN
+        PERFORM pg_terminate_backend(a.pid) FROM pg_stat_activity a WHERE a.usename = v_other;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'could not end the sessions of role %; they end when they disconnect', quote_ident(v_other);
+    END;
     RETURN 'retired';
 END
 $$;
-REVOKE ALL ON FUNCTION tenancy.retire_other_login(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tenancy.retire_other_login(text, text) TO mcpfleet_operator;
+REVOKE ALL ON FUNCTION tenancy.retire_other_login(text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenancy.retire_other_login(text, text, boolean) TO mcpfleet_operator;
 
 -- As in 0002, for both login roles.
 CREATE OR REPLACE FUNCTION tenancy.drop_tenant(p_tenant text) RETURNS boolean

@@ -200,18 +200,25 @@ async fn call_apply(
 pub enum Retired {
     /// The other login role could log in; now it cannot, and its password is gone.
     Now,
-    /// Sessions of the other login role are still open; nothing changed.
+    /// Sessions of the other login role are still open (and not forced); nothing changed.
     Busy,
     /// The other login role was already retired (or never existed); only read.
     Already,
 }
 
 /// Retires the tenant's login role other than `login`: NOLOGIN with no password, so the password
-/// it had stops working. Call it only when no pod runs with that role any more.
-pub async fn retire_other_login(pool: &PgPool, tenant: &TenantName, login: &str) -> Result<Retired, DbError> {
-    let outcome: String = sqlx::query_scalar("SELECT tenancy.retire_other_login($1, $2)")
+/// it had stops working. Call it only when no pod runs with that role any more. Open sessions of
+/// that role make it [`Retired::Busy`], unless `force`: then they are ended and it is retired.
+pub async fn retire_other_login(
+    pool: &PgPool,
+    tenant: &TenantName,
+    login: &str,
+    force: bool,
+) -> Result<Retired, DbError> {
+    let outcome: String = sqlx::query_scalar("SELECT tenancy.retire_other_login($1, $2, $3)")
         .bind(tenant.as_str())
         .bind(login)
+        .bind(force)
         .fetch_one(pool)
         .await?;
     match outcome.as_str() {

@@ -39,11 +39,12 @@ fn refs(stores: &[&str]) -> Vec<String> {
     stores.iter().map(|s| s.to_string()).collect()
 }
 
+async fn visible_stores_checked(conn: &mut PgConnection) -> Result<Vec<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT store_id FROM retail.stores ORDER BY 1").fetch_all(conn).await
+}
+
 async fn visible_stores(conn: &mut PgConnection) -> Vec<i32> {
-    sqlx::query_scalar("SELECT store_id FROM retail.stores ORDER BY 1")
-        .fetch_all(conn)
-        .await
-        .expect("read stores")
+    visible_stores_checked(conn).await.expect("read stores")
 }
 
 #[tokio::test]
@@ -93,7 +94,7 @@ async fn a_rotation_keeps_the_old_login_until_it_is_retired_then_refuses_it() {
     let old = generate_password();
     apply_tenant(&pool, &t, &a, &refs(&["2"]), Some(&scram_verifier(&old)), None, LIMITS).await.unwrap();
     assert_eq!(
-        retire_other_login(&pool, &t, &a).await.unwrap(),
+        retire_other_login(&pool, &t, &a, false).await.unwrap(),
         Retired::Already,
         "there is no second role yet"
     );
@@ -124,11 +125,11 @@ async fn a_rotation_keeps_the_old_login_until_it_is_retired_then_refuses_it() {
     assert!(current, "an idle reconcile after the switch takes the read-only path");
 
     // Retired only once no session of the old role is left.
-    assert_eq!(retire_other_login(&pool, &t, &b).await.unwrap(), Retired::Busy);
+    assert_eq!(retire_other_login(&pool, &t, &b, false).await.unwrap(), Retired::Busy);
     old_pod.close().await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let retired = loop {
-        match retire_other_login(&pool, &t, &b).await.unwrap() {
+        match retire_other_login(&pool, &t, &b, false).await.unwrap() {
             Retired::Busy if std::time::Instant::now() < deadline => tokio::task::yield_now().await,
             other => break other,
         }
@@ -137,7 +138,7 @@ async fn a_rotation_keeps_the_old_login_until_it_is_retired_then_refuses_it() {
     let err = db.connect_as(&a, &old).await.expect_err("the old password no longer works").to_string();
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(db.connect_as(&b, &new).await.is_ok());
-    assert_eq!(retire_other_login(&pool, &t, &b).await.unwrap(), Retired::Already);
+    assert_eq!(retire_other_login(&pool, &t, &b, false).await.unwrap(), Retired::Already);
 
     // The next rotation goes back to the first role, which logs in again with its new password.
     let newer = generate_password();
@@ -145,6 +146,14 @@ async fn a_rotation_keeps_the_old_login_until_it_is_retired_then_refuses_it() {
     let mut back = db.connect_as(&a, &newer).await.unwrap();
     assert_eq!(visible_stores(&mut back).await, vec![2]);
     drop(back);
+    // A session of the old role that outlives the rollout (someone else holding the password)
+    // does not keep it alive: forced, it is ended and the role retired.
+    let mut squatter = db.connect_as(&b, &new).await.unwrap();
+    assert_eq!(retire_other_login(&pool, &t, &a, false).await.unwrap(), Retired::Busy);
+    assert_eq!(retire_other_login(&pool, &t, &a, true).await.unwrap(), Retired::Now);
+    assert!(visible_stores_checked(&mut squatter).await.is_err(), "the squatter's session was ended");
+    let err = db.connect_as(&b, &new).await.expect_err("and cannot log in again").to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
     // A login name that is not the tenant's is refused.
     let err = apply_tenant(&pool, &t, "postgres", &refs(&["2"]), None, None, LIMITS).await.unwrap_err();
     assert!(err.to_string().contains("is not one of tenant"), "{err}");

@@ -15,6 +15,7 @@ use super::apply::apply_children;
 use super::dereference::{Dereferenced, dereference};
 use super::status::{
     Observation, Verdict, backup_verdict, desired_status, event, observe_workload, publish, rolled_out,
+    rollout_finished_at,
 };
 use super::{Context, Error};
 use crate::build::build;
@@ -80,7 +81,7 @@ pub async fn apply_tenant(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Er
     }
     observe_workload(&mut obs, &deployment);
     let retire_again = if rolled_out(&deployment) {
-        retire_old_login(ctx, &t, &plan, &admin_url, &creds, &mut obs).await?
+        retire_old_login(ctx, &t, &plan, &admin_url, &creds, &deployment, &mut obs).await?
     } else {
         None
     };
@@ -99,10 +100,17 @@ async fn retire_old_login(
     plan: &Plan,
     admin_url: &AdminUrl,
     creds: &Credentials,
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
     obs: &mut Observation,
 ) -> Result<Option<std::time::Duration>, Error> {
     let pool = ctx.databases.pool(admin_url.as_str(), &plan.database.database)?;
-    match database::retire_other_login(&pool, &plan.tenant, &creds.login).await {
+    // Sessions that outlive the rollout by longer than any pod's shutdown are not the pods': someone
+    // else holds the old password, and must not keep it alive.
+    let force = rollout_finished_at(deployment).is_some_and(|at| {
+        k8s_openapi::jiff::Timestamp::now().duration_since(at)
+            > RETIRE_FORCE_AFTER.try_into().unwrap_or_default()
+    });
+    match database::retire_other_login(&pool, &plan.tenant, &creds.login, force).await {
         Ok(Retired::Already) => Ok(None),
         Ok(Retired::Busy) => Ok(Some(RETIRE_RETRY)),
         Ok(Retired::Now) => {
@@ -122,6 +130,9 @@ async fn retire_old_login(
 
 /// How soon to look again when the old login role still has sessions.
 const RETIRE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long after the rollout finished the old login role's sessions are ended rather than
+/// waited for: longer than a pod's termination grace period (45 s).
+const RETIRE_FORCE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Makes the database match: roles, limits, password, store mapping. `Some(action)` when the
 /// reconcile stops here (the database refused the spec and waits for a change).

@@ -92,6 +92,16 @@ pub fn rolled_out(d: &Deployment) -> bool {
         && status.available_replicas.unwrap_or(0) >= desired
 }
 
+/// When the Deployment's last rollout finished (its `Progressing` condition turned
+/// `NewReplicaSetAvailable`), if it has.
+pub fn rollout_finished_at(d: &Deployment) -> Option<k8s_openapi::jiff::Timestamp> {
+    let conditions = d.status.as_ref()?.conditions.as_ref()?;
+    let progressing = conditions.iter().find(|c| c.type_ == "Progressing")?;
+    (progressing.reason.as_deref() == Some("NewReplicaSetAvailable"))
+        .then(|| progressing.last_update_time.as_ref().map(|t| t.0))
+        .flatten()
+}
+
 /// Whether backups are scheduled, and where to.
 pub fn backup_verdict(plan: &Plan) -> Verdict {
     match &plan.spec.backup {
