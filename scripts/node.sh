@@ -223,6 +223,15 @@ setup_network() {
   # mangle FORWARD runs before filter FORWARD, where kube-proxy's accept rules live.
   iptables -w -t mangle -N MCPF-GUARD
   iptables -w -t mangle -A MCPF-GUARD -i "$BRIDGE" -o "$BRIDGE" -j RETURN
+  # A pod's packet to a Service address that kube-proxy did not rewrite (the Service has no
+  # endpoints, as the API server's has while it restarts) heads for the Service bridge, which has
+  # no ports. Refuse it in the filter table (REJECT exists only there) as kube-proxy would, so
+  # the client hears "refused" at once instead of hanging on SYN retries.
+  iptables -w -t mangle -A MCPF-GUARD -i "$BRIDGE" -o "$SVC_BRIDGE" -j RETURN
+  iptables -w -N MCPF-SVC-REJECT
+  iptables -w -A MCPF-SVC-REJECT -i "$BRIDGE" -o "$SVC_BRIDGE" -p tcp -j REJECT --reject-with tcp-reset
+  iptables -w -A MCPF-SVC-REJECT -i "$BRIDGE" -o "$SVC_BRIDGE" -j REJECT
+  iptables -w -I FORWARD 1 -j MCPF-SVC-REJECT
   iptables -w -t mangle -A MCPF-GUARD -i "$BRIDGE" -j DROP
   iptables -w -t mangle -A MCPF-GUARD -o "$BRIDGE" -j DROP
   iptables -w -t mangle -A MCPF-GUARD -i "$SVC_BRIDGE" -j DROP
