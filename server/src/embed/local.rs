@@ -3,6 +3,7 @@
 //! the attention mask, L2 normalisation. Reads the model files once at load; inference runs on
 //! tokio's blocking pool so it never stalls the async runtime.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -76,8 +77,11 @@ impl LocalEmbedder {
         // copied into tensors either way (about 90 MB), after which the buffer is dropped.
         let weights = std::fs::read(dir.join("model.safetensors"))
             .map_err(|e| invalid(format!("model.safetensors: {e}")))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+        let tensors = candle_core::safetensors::load_buffer(&weights, &device)
+            .and_then(lay_out_for_products)
             .map_err(|e| invalid(format!("model.safetensors: {e}")))?;
+        drop(weights);
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let bert = BertModel::load(vb, &config).map_err(|e| invalid(format!("model.safetensors: {e}")))?;
 
         // The count the binary settled at start-up (`super::threads`): one forward pass per thread.
@@ -184,6 +188,26 @@ impl LoadedModel {
         let norms = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
         mean.broadcast_div(&norms)?.to_vec2::<f32>()
     }
+}
+
+/// Stores each linear layer's weight transposed, and hands the model its transposed view.
+///
+/// candle's `Linear` computes `x · Wᵀ`. With `W` as the file stores it (out × in, row-major), gemm
+/// sees a weight operand it cannot read in place and copies all of it into packed panels on every
+/// product: for a query of a few tokens that copy costs as much as the arithmetic, and it moves the
+/// whole encoder (about 42 MB) per query. Stored as `Wᵀ` (in × out, row-major) and viewed as `W`,
+/// the operand is already in the order gemm's kernel reads, so it is used where it lies. The
+/// numbers are the same; only their order in memory changes.
+fn lay_out_for_products(tensors: HashMap<String, Tensor>) -> candle_core::Result<HashMap<String, Tensor>> {
+    tensors
+        .into_iter()
+        .map(|(name, tensor)| {
+            let tensor = tensor.to_dtype(DType::F32)?;
+            let linear = name.contains("encoder.layer.") && name.ends_with(".weight") && tensor.rank() == 2;
+            let tensor = if linear { tensor.t()?.contiguous()?.t()? } else { tensor };
+            Ok((name, tensor))
+        })
+        .collect()
 }
 
 fn tokenize_error(e: impl std::fmt::Display) -> EmbedError {
