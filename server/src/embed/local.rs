@@ -6,13 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use futures::future::BoxFuture;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 use tokio::sync::Semaphore;
 
+use super::encoder::{Encoder, mean_pool_normalised};
 use super::{DIMENSIONS, EmbedError, Embedder, LOCAL_MODEL_NAME, MODEL_FILES};
 
 /// Word pieces per text, [CLS] and [SEP] included: sentence-transformers' `max_seq_length` for
@@ -31,7 +32,7 @@ pub struct LocalEmbedder {
 }
 
 struct LoadedModel {
-    bert: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     device: Device,
 }
@@ -78,14 +79,14 @@ impl LocalEmbedder {
             .map_err(|e| invalid(format!("model.safetensors: {e}")))?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| invalid(format!("model.safetensors: {e}")))?;
-        let bert = BertModel::load(vb, &config).map_err(|e| invalid(format!("model.safetensors: {e}")))?;
+        let encoder = Encoder::load(vb, &config).map_err(|e| invalid(format!("model.safetensors: {e}")))?;
 
         // The count the binary settled at start-up (`super::threads`): one forward pass per thread.
         let threads = candle_core::utils::get_num_threads();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(dir = %dir.display(), elapsed_ms, threads, "loaded {LOCAL_MODEL_NAME}");
         Ok(Self {
-            model: Arc::new(LoadedModel { bert, tokenizer, device }),
+            model: Arc::new(LoadedModel { encoder, tokenizer, device }),
             slots: Arc::new(Semaphore::new(threads)),
         })
     }
@@ -166,23 +167,13 @@ impl LoadedModel {
     fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let len = batch.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![0u32; batch.len() * len];
-        let mut mask = vec![0u32; batch.len() * len];
         for (row, tokens) in batch.iter().enumerate() {
             ids[row * len..row * len + tokens.len()].copy_from_slice(tokens);
-            mask[row * len..row * len + tokens.len()].fill(1);
         }
-        let shape = (batch.len(), len);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let token_types = ids.zeros_like()?;
-        let hidden = self.bert.forward(&ids, &token_types, Some(&mask))?;
-
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?.clamp(1e-9, f64::INFINITY)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norms = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
-        mean.broadcast_div(&norms)?.to_vec2::<f32>()
+        let lengths: Vec<usize> = batch.iter().map(|t| t.len()).collect();
+        let ids = Tensor::from_vec(ids, (batch.len(), len), &self.device)?;
+        let hidden = self.encoder.forward(&ids, &lengths)?;
+        mean_pool_normalised(&hidden, &lengths)
     }
 }
 

@@ -6,6 +6,8 @@
 pub mod backfill;
 mod breaker;
 #[cfg(feature = "local-embeddings")]
+mod encoder;
+#[cfg(feature = "local-embeddings")]
 pub mod local;
 pub mod openai;
 pub mod threads;
