@@ -282,16 +282,16 @@ async fn write_loop(
                     }
                     break;
                 }
-                // The database refused a record itself, not the connection: retrying the batch
-                // would never end (and hold every later record back). Write it tenant by tenant,
-                // and give up only on the records that are refused.
-                Err(e) if refused(&e) => {
-                    batch = write_each_tenant(&pool, mode, &metrics, std::mem::take(&mut batch)).await;
-                    if batch.is_empty() {
-                        break;
-                    }
-                }
                 Err(e) => {
+                    // The database answered (not the connection): write tenant by tenant, so that
+                    // one tenant's refused records do not hold the others back; records that can
+                    // never be written are given up, the rest retried below.
+                    if matches!(e, sqlx::Error::Database(_)) && !connection_error(&e) {
+                        batch = write_each_tenant(&pool, mode, &metrics, std::mem::take(&mut batch)).await;
+                        if batch.is_empty() {
+                            break;
+                        }
+                    }
                     attempt += 1;
                     metrics.errors.with_label_values(&["audit_write"]).inc();
                     tracing::warn!(error = %e, pending = batch.len(), attempt, "writing the audit trail failed; retrying");
@@ -320,21 +320,24 @@ async fn write_loop(
     }
 }
 
-/// Whether the database refused the statement itself (bad data, a missing role, a privilege):
-/// the same records would be refused again. Anything else (I/O, the pool, a restarting
-/// database: SQLSTATE classes 08, 53, 57) is worth a retry.
-fn refused(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            let code = d.code().unwrap_or_default();
-            !["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class))
-        }
-        _ => false,
-    }
+/// SQLSTATE classes of a connection or server in trouble (08, 40, 53, 57, 58): the statement
+/// itself was fine.
+fn connection_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if ["08", "40", "53", "57", "58"].iter().any(|class| d.code().unwrap_or_default().starts_with(class)))
 }
 
-/// Writes `batch` one tenant (one role) at a time. Records the database refuses are given up,
-/// counted as lost and logged, and their callers told why; returns the records to retry.
+/// Whether the records themselves can never be written (classes 22 and 23: bad data, or a role
+/// name that does not exist, as for a shared-mode caller naming an unknown tenant). A privilege
+/// the server lacks (42501) is not among them: an administrator can grant it, and the records
+/// wait, failing calls closed meanwhile.
+fn unwritable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if ["22", "23"].iter().any(|class| d.code().unwrap_or_default().starts_with(class)))
+}
+
+/// Writes `batch` one tenant (one role) at a time. Records that can never be written are given
+/// up, counted as lost and logged, and their callers told why; returns the records to retry.
 async fn write_each_tenant(
     pool: &PgPool,
     mode: TenancyMode,
@@ -354,7 +357,7 @@ async fn write_each_tenant(
                     let _ = q.committed.send(Ok(()));
                 }
             }
-            Err(e) if refused(&e) => {
+            Err(e) if unwritable(&e) => {
                 let why = match &e {
                     sqlx::Error::Database(d) => d.message().to_owned(),
                     other => other.to_string(),
