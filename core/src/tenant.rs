@@ -67,6 +67,12 @@ impl TenantName {
     pub fn login_roles(&self) -> [String; 2] {
         [self.login_role(), format!("mcpt_{}_login_b", self.0)]
     }
+
+    /// The one of [`Self::login_roles`] that is not `login`.
+    pub fn other_login(&self, login: &str) -> String {
+        let [first, second] = self.login_roles();
+        if login == first { second } else { first }
+    }
 }
 
 impl fmt::Display for TenantName {

@@ -114,8 +114,7 @@ async fn retire_old_login(
         Ok(Retired::Already) => Ok(None),
         Ok(Retired::Busy) => Ok(Some(RETIRE_RETRY)),
         Ok(Retired::Now) => {
-            let [a, b] = plan.tenant.login_roles();
-            let old = if creds.login == a { b } else { a };
+            let old = plan.tenant.other_login(&creds.login);
             let note = format!("every pod logs in as {}; role {old} no longer logs in", creds.login);
             event(&ctx.recorder, t, false, "OldLoginRetired", note).await;
             Ok(None)
