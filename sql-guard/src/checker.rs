@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    AccessExpr, BinaryOperator, Expr, FunctionArguments, Ident, InTarget, LimitClause, ObjectName, Query,
-    Select, SelectFlavor, SetExpr, Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
+    AccessExpr, BinaryOperator, Expr, FunctionArguments, Ident, InTarget, LimitClause, ObjectName,
+    ObjectNamePart, Query, Select, SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
 };
 
 use super::functions::{check_custom_operator, check_data_type, check_function_name, denied_function};
@@ -164,7 +165,8 @@ impl Visitor for PolicyChecker<'_> {
     }
 
     fn pre_visit_select(&mut self, select: &Select) -> Step {
-        check_select_clauses(select)
+        check_select_clauses(select)?;
+        select.projection.iter().try_for_each(check_select_item)
     }
 
     fn pre_visit_table_factor(&mut self, table_factor: &TableFactor) -> Step {
@@ -332,6 +334,20 @@ fn check_select_clauses(select: &Select) -> Step {
     ControlFlow::Continue(())
 }
 
+/// `t.*` and `s.t.*` name no relation the visitor reports, so their parts are checked here.
+fn check_select_item(item: &SelectItem) -> Step {
+    match item {
+        SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => {
+            check_object_name_parts(name)
+        }
+        _ => ControlFlow::Continue(()),
+    }
+}
+
+fn check_object_name_parts(name: &ObjectName) -> Step {
+    name.0.iter().filter_map(ObjectNamePart::as_ident).try_for_each(check_placeholder_name)
+}
+
 fn check_expr(expr: &Expr) -> Step {
     match expr {
         Expr::Function(function) => {
@@ -406,8 +422,8 @@ fn check_expr(expr: &Expr) -> Step {
         | Expr::Tuple(_)
         | Expr::Array(_)
         | Expr::Interval(_)
-        | Expr::Wildcard(_)
-        | Expr::QualifiedWildcard(..) => ControlFlow::Continue(()),
+        | Expr::Wildcard(_) => ControlFlow::Continue(()),
+        Expr::QualifiedWildcard(name, _) => check_object_name_parts(name),
         Expr::Convert { .. } => unsupported("CONVERT", "use CAST(x AS type) or x::type"),
         Expr::RLike { .. } => unsupported("REGEXP / RLIKE", "use the ~ or ~* operators"),
         _ => unsupported(

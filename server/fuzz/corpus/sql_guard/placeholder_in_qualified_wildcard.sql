@@ -1,0 +1,1 @@
+SELECT s-tretail.product_typesore_l.$_SEl.O.*rdL
