@@ -15,6 +15,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib/npm-tool.sh
 source "$(dirname "$0")/lib/npm-tool.sh"
+# shellcheck source=scripts/lib/ports.sh
+source "$(dirname "$0")/lib/ports.sh"
 
 VERSION="${AZURITE_VERSION:-3.37.0}"
 log() { printf '[azurite %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -48,14 +50,10 @@ req.end();
 JS
 }
 
-free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-
 run() {
   local bin port ws child stop="" c
   bin="$(install | tail -n1)"
-  port="${1:-$(free_port)}"
+  if [ -n "${1:-}" ]; then port="$1"; else free_port; fi
   shift || true
   [ "$#" -gt 0 ] || set -- backups
   ws="$(mktemp -d "${TMPDIR:-/tmp}/azurite-XXXXXX")"

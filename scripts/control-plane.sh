@@ -4,7 +4,7 @@
 # certificates and an admin kubeconfig in a run directory. scripts/node.sh runs it with
 # CONTROL_PLANE_ADDRESS=<the node bridge's host address> and CONTROL_PLANE_NODE=1: the API server
 # then listens there (so pods reach it), kube-scheduler runs too, and the certificates and
-# kubeconfigs of the node's kubelet and kube-proxy are made beside the others.
+# kubeconfigs of the node's kubelet, kube-proxy and kube-router are made beside the others.
 #
 #   scripts/control-plane.sh run <dir>   # foreground: start, wait until ready, print the kubeconfig
 #                                        # path; stop everything on stdin EOF, SIGTERM or SIGINT
@@ -30,7 +30,6 @@ NODE_NAME="${CONTROL_PLANE_NODE_NAME:-mcp-fleet-node}"
 SERVICE_CIDR=10.0.0.0/16
 STOP_TIMEOUT=15                         # seconds each component gets to exit after SIGTERM
 log() { printf '[control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 k8s_bin() {
   if [ -n "${MCP_FLEET_K8S_BIN:-}" ]; then echo "$MCP_FLEET_K8S_BIN"; else "$here/scripts/k8s-binaries.sh" | tail -n1; fi
@@ -77,7 +76,7 @@ extendedKeyUsage = clientAuth
 authorityKeyIdentifier = keyid
 CNF
   local key keys=(ca apiserver admin controller-manager sa front-proxy-ca front-proxy-client)
-  [ -z "$NODE_MODE" ] || keys+=(scheduler apiserver-kubelet-client kubelet kubelet-serving kube-proxy)
+  [ -z "$NODE_MODE" ] || keys+=(scheduler apiserver-kubelet-client kubelet kubelet-serving kube-proxy kube-router)
   for key in "${keys[@]}"; do
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$key.key" 2>/dev/null
   done
@@ -105,6 +104,8 @@ CNF
     sign kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" client
     sign kubelet-serving "/CN=$NODE_NAME" kubelet-serving
     sign kube-proxy "/CN=system:kube-proxy" client
+    # kube-router's firewall (NetworkPolicy); scripts/node.sh grants this user what it reads.
+    sign kube-router "/CN=system:kube-router" client
   fi
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 }
@@ -156,18 +157,12 @@ start_component() { # name argv...
   echo "$name ${pids[$name]}" >>"$run_dir/pids"
 }
 
-alive() { [ -n "${pids[$1]:-}" ] && kill -0 "${pids[$1]}" 2>/dev/null; }
-
 check_components() {
-  local name
   if [ -n "$restart_requested" ]; then
     restart_requested=""
     restart_apiserver
   fi
-  for name in "${!pids[@]}"; do
-    alive "$name" || die "$name exited unexpectedly; last lines of $run_dir/logs/$name.log:
-$(tail -n 20 "$run_dir/logs/$name.log" 2>/dev/null)"
-  done
+  components_alive
 }
 
 stop_all() {
@@ -188,20 +183,6 @@ stop_all() {
   done
   rm -f "$run_dir/run.pid"
   log "stopped"
-}
-
-wait_until() { # description command...
-  local what="$1" deadline=$((SECONDS + TIMEOUT))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    if [ -n "$signalled" ]; then
-      log "signal received while starting: stopping"
-      exit 0
-    fi
-    check_components
-    [ $SECONDS -lt $deadline ] || die "timed out after ${TIMEOUT}s waiting for $what (logs in $run_dir/logs)"
-    sleep 0.2
-  done
 }
 
 # etcd's /health over bash's /dev/tcp (no curl needed): true once it has a leader and serves.
@@ -285,7 +266,7 @@ run() {
   write_kubeconfig "$run_dir/controller-manager.kubeconfig" controller-manager "$server"
   if [ -n "$NODE_MODE" ]; then
     local user
-    for user in scheduler kubelet kube-proxy; do write_kubeconfig "$run_dir/$user.kubeconfig" "$user" "$server"; done
+    for user in scheduler kubelet kube-proxy kube-router; do write_kubeconfig "$run_dir/$user.kubeconfig" "$user" "$server"; done
   fi
 
   start_component etcd "$bin/etcd" --name cp --data-dir "$run_dir/etcd" \

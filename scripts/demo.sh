@@ -158,6 +158,12 @@ for t in "${TENANTS[@]}"; do
   wait_condition 240 Ready -n "$NS" "mcpt/$t" \
     || die "tenant $t did not become Ready: $("$KUBECTL" -n "$NS" describe mcpt "$t" | tail -n 20)"
   URL[$t]="$("$KUBECTL" -n "$NS" get mcpt "$t" -o jsonpath='{.status.endpoint}')"
+  # Ready means a pod is Ready; the ingress routes to it a moment later (Traefik applies an
+  # EndpointSlice change after its 2-s provider throttle, and answers 503 until then).
+  host="${URL[$t]#http://}"
+  host="${host%%/*}"
+  wait_for 60 curl -fsS -o /dev/null -H "Host: $host" "$INGRESS/health/ready" \
+    || die "tenant $t is Ready but the ingress does not route to it: $(curl -sS -H "Host: $host" "$INGRESS/health/ready" 2>&1)"
   TOKEN[$t]="$("$PY" "$here/e2e/python/demo_issuer.py" token --dir "$DEMO/issuer" --issuer "$ISSUER" --aud "${URL[$t]}" --tenant "$t" --roles analyst)"
   say "$t: Ready; its servers run as pods, reached at ${URL[$t]} through the ingress"
 done

@@ -58,9 +58,15 @@ build_opts=(
   --sanitizer "${MCP_FLEET_FUZZ_SANITIZER:-none}"
   --target-dir "$cache/target"
 )
+# One target is built alone (`cargo fuzz build` takes one name or none). The sql_guard target
+# needs only the validator crate and sqlparser: without the default `tool_args` feature, the
+# server is not compiled at all.
+one=()
+[ ${#targets[@]} -ne 1 ] || one=("${targets[0]}")
+[ "${targets[*]}" != sql_guard ] || build_opts+=(--no-default-features)
 start=$SECONDS
 echo "== fuzz: building ${targets[*]}"
-"${cargo[@]}" fuzz build "${build_opts[@]}" >&2
+"${cargo[@]}" fuzz build "${build_opts[@]}" "${one[@]}" >&2
 echo "fuzz: built in $((SECONDS - start))s"
 
 summary=()

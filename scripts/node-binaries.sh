@@ -8,6 +8,7 @@
 #   coredns                                    github.com/coredns/coredns (cluster DNS)
 #   metrics-server                             sigs.k8s.io/metrics-server (HPA on real CPU)
 #   traefik                                    github.com/traefik/traefik/v3 (the ingress controller)
+#   kube-router                                github.com/cloudnativelabs/kube-router/v2 (NetworkPolicy)
 #   pause                                      build/pause/linux/pause.c of k8s.io/kubernetes (gcc, static)
 #   runc, iptables, conntrack, buildah, mmdebstrap from Debian's packages.
 # Output: $MCP_FLEET_CACHE/node/bin (the CNI plugins in bin/cni). Idempotent: a second run only
@@ -27,6 +28,11 @@ COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.8.0}"
 # v3.7 needs modules the module proxy does not serve (its go-http-auth fork, lego v5 DNS providers).
 TRAEFIK_VERSION="${TRAEFIK_VERSION:-v3.6.12}"
+# NetworkPolicy, enforced by kube-router's firewall alone (iptables and ipsets). The other
+# implementation the module proxy serves, kube-network-policies, needs the kernel's nft "queue"
+# expression, which this kernel lacks (CONFIG_NFT_QUEUE). The advisory against v2.1.0
+# (GHSA-phqm-jgc3-qf8g) concerns its service proxy, which the node never runs.
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 CACHE="${MCP_FLEET_CACHE:-$HOME/.cache/mcp-fleet}"
 ROOT="$CACHE/node"
@@ -73,6 +79,9 @@ build_addons() {
     go_scratch_build "$BIN" traefik "$TRAEFIK_VERSION" "$SRC/traefik" "$t" "$t/cmd/traefik" \
       --ldflags "-X $t/pkg/version.Version=$TRAEFIK_VERSION" "${replaces[@]}"
   fi
+  local kr=github.com/cloudnativelabs/kube-router/v2
+  go_scratch_build "$BIN" kube-router "$KUBE_ROUTER_VERSION" "$SRC/kube-router" "$kr" "$kr/cmd/kube-router" \
+    --ldflags "-X $kr/pkg/version.Version=$KUBE_ROUTER_VERSION"
 }
 
 # CoreDNS with only the plugins the cluster's Corefile uses (scripts/node.sh), the way CoreDNS
@@ -116,7 +125,7 @@ build_pause() {
 exec 9>"$ROOT/.lock"
 flock 9
 start=$SECONDS
-apt_install runc iptables conntrack buildah mmdebstrap
+apt_install runc iptables ipset conntrack buildah mmdebstrap
 build_pause
 build_containerd
 build_cni

@@ -51,7 +51,6 @@ SYSCTLS=(net.ipv4.ip_forward net.ipv4.conf.all.route_localnet net.bridge.bridge-
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 log() { printf '[node %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Teardown: everything a run adds, found by the run directories recorded in $STATE/runs, by the
@@ -139,7 +138,7 @@ remove_chains() {
 
 cleanup() {
   mkdir -p "$STATE"
-  local dir pid t ipt link
+  local dir pid t ipt link set
   if [ -f "$STATE/runs" ]; then
     while read -r dir; do
       [ -n "$dir" ] || continue
@@ -157,6 +156,10 @@ cleanup() {
       remove_chains "$t" MCPF- "$ipt"
     done
   done
+  # kube-router's ipsets, once no rule refers to them.
+  if command -v ipset >/dev/null; then
+    for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router)'); do ipset destroy "$set" 2>/dev/null || true; done
+  fi
   for link in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
     ip link del "$link" 2>/dev/null || true
   done
@@ -208,7 +211,7 @@ take_lock() { # seconds to wait for a live owner
 ensure_host_tools() {
   # shellcheck source=scripts/lib/apt.sh
   source "$here/scripts/lib/apt.sh"
-  apt_install runc iptables conntrack openssl
+  apt_install runc iptables ipset conntrack openssl
 }
 
 setup_network() {
@@ -240,7 +243,7 @@ setup_network() {
 }
 
 declare -A pids=()
-stop_order=(kube-proxy kubelet containerd)
+stop_order=(kube-router kube-proxy kubelet containerd)
 stopping=""
 signalled=""
 
@@ -252,26 +255,7 @@ start_component() { # name argv...
   pids[$name]=$!
 }
 
-alive() { [ -n "${pids[$1]:-}" ] && kill -0 "${pids[$1]}" 2>/dev/null; }
-
-check_components() {
-  local name
-  for name in "${!pids[@]}"; do
-    alive "$name" || die "$name exited unexpectedly; last lines of $run_dir/logs/$name.log:
-$(tail -n 20 "$run_dir/logs/$name.log" 2>/dev/null)"
-  done
-}
-
-wait_until() { # description command...
-  local what="$1" deadline=$((SECONDS + TIMEOUT))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ -z "$signalled" ] || { log "signal received while starting: stopping"; exit 0; }
-    check_components
-    [ $SECONDS -lt $deadline ] || die "timed out after ${TIMEOUT}s waiting for $what (logs in $run_dir/logs)"
-    sleep 0.2
-  done
-}
+check_components() { components_alive; }
 
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$cp_dir/kubeconfig" --request-timeout 10s "$@"; }
 crictl() { "$NODE_BIN/crictl" --runtime-endpoint "unix://$sock" --timeout 30s "$@"; }
@@ -418,6 +402,18 @@ shutdownGracePeriod: 0s
 YAML
 }
 
+# NetworkPolicy, enforced for real by kube-router's firewall alone (no routing, no service proxy:
+# the bridge CNI and kube-proxy do those): iptables chains per pod that a policy selects, on the
+# FORWARD path (pod to pod, pod to Service) and on INPUT/OUTPUT (pod to node, node to pod), with
+# ipsets of the peers. It lets the node's own address reach local pods (the kubelet's probes; here
+# also Traefik, on the host network).
+start_kube_router() {
+  start_component kube-router "$NODE_BIN/kube-router" --kubeconfig "$cp_dir/kube-router.kubeconfig" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --hostname-override="$NODE_NAME" --service-cluster-ip-range="$SERVICE_CIDR" \
+    --health-port=0 --iptables-sync-period=1m --v=1
+}
+
 write_kube_proxy_config() {
   cat >"$run_dir/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -539,7 +535,9 @@ run() {
   wait_until "Traefik" deployment_available kube-system traefik
   wait_until "metrics-server" deployment_available kube-system metrics-server
   wait_until "the metrics API" apiservice_available v1beta1.metrics.k8s.io
-  log "CoreDNS, metrics-server and Traefik (http://127.0.0.1:$INGRESS_PORT) ready"
+  start_kube_router
+  wait_until "kube-router's firewall chains" iptables -w -S KUBE-ROUTER-FORWARD
+  log "CoreDNS, metrics-server, Traefik (http://127.0.0.1:$INGRESS_PORT) and kube-router's firewall ready"
 
   cat >"$run_dir/env" <<ENV
 KUBECONFIG=$cp_dir/kubeconfig
@@ -551,6 +549,7 @@ POD_CIDR=$POD_CIDR
 SERVICE_CIDR=$SERVICE_CIDR
 DNS_IP=$DNS_IP
 INGRESS_PORT=$INGRESS_PORT
+INGRESS_ADMIN_PORT=$traefik_admin_port
 INGRESS_CLASS=traefik
 CONTAINERD_ADDRESS=$sock
 IMAGES_INDEX=$IMAGES_INDEX
@@ -630,7 +629,7 @@ metadata: {name: coredns, namespace: kube-system}
 data:
   # Cluster names only: no forward plugin, so no query leaves the machine.
   Corefile: |
-    .:1053 {
+    .:53 {
         errors
         health :8080
         ready :8181
@@ -653,14 +652,19 @@ spec:
     spec:
       serviceAccountName: coredns
       dnsPolicy: Default
+      # Port 53 without root or a capability: a namespaced sysctl, "safe" for the kubelet. The
+      # pod's own port matters: NetworkPolicy ports (e.g. a tenant's egress to DNS on 53) apply
+      # after the Service's translation.
+      securityContext:
+        sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: "53"}]
       containers:
         - name: coredns
           image: $coredns
           imagePullPolicy: Never
           args: [-conf, /etc/coredns/Corefile]
           ports:
-            - {name: dns, containerPort: 1053, protocol: UDP}
-            - {name: dns-tcp, containerPort: 1053, protocol: TCP}
+            - {name: dns, containerPort: 53, protocol: UDP}
+            - {name: dns-tcp, containerPort: 53, protocol: TCP}
           readinessProbe: {httpGet: {path: /ready, port: 8181}, periodSeconds: 2}
           livenessProbe: {httpGet: {path: /health, port: 8080}, periodSeconds: 10}
           resources: {requests: {cpu: 20m, memory: 32Mi}, limits: {memory: 128Mi}}
@@ -675,8 +679,8 @@ spec:
   clusterIP: $DNS_IP
   selector: {k8s-app: kube-dns}
   ports:
-    - {name: dns, port: 53, targetPort: 1053, protocol: UDP}
-    - {name: dns-tcp, port: 53, targetPort: 1053, protocol: TCP}
+    - {name: dns, port: 53, targetPort: 53, protocol: UDP}
+    - {name: dns-tcp, port: 53, targetPort: 53, protocol: TCP}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -847,6 +851,10 @@ spec:
             - --entryPoints.web.address=127.0.0.1:$INGRESS_PORT
             - --entryPoints.traefik.address=127.0.0.1:$traefik_admin_port
             - --ping=true
+            # Its read-only API on the same loopback-only entry point: tests ask it which pods a
+            # Service's Ingress routes to (/api/http/services), as an operator would.
+            - --api.insecure=true
+            - --api.dashboard=false
             - --providers.kubernetesingress=true
             - --providers.kubernetesingress.ingressendpoint.ip=127.0.0.1
             # A Service with no Ready endpoint answers 503 (what Traefik's own Helm chart sets
@@ -864,6 +872,27 @@ spec:
           volumeMounts: [{name: dynamic, mountPath: /etc/traefik/dynamic, readOnly: true}]
           $restricted
       volumes: [{name: dynamic, configMap: {name: traefik-dynamic}}]
+---
+# kube-router's firewall (a host process, like kube-proxy) reads these as user system:kube-router.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "mcp-fleet-node:kube-router"}
+rules:
+  - apiGroups: [""]
+    resources: [pods, namespaces, nodes, services, endpoints]
+    verbs: [get, list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [list, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "mcp-fleet-node:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mcp-fleet-node:kube-router"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-router"}]
 YAML
 }
 

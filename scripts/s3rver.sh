@@ -14,6 +14,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib/npm-tool.sh
 source "$(dirname "$0")/lib/npm-tool.sh"
+# shellcheck source=scripts/lib/ports.sh
+source "$(dirname "$0")/lib/ports.sh"
 
 VERSION="${S3RVER_VERSION:-3.7.1}"
 log() { printf '[s3rver %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -22,14 +24,10 @@ install() {
   npm_tool_install s3rver "$VERSION" s3rver
 }
 
-free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-
 run() {
   local bin port bucket dir child stop=""
   bin="$(install | tail -n1)"
-  port="${1:-$(free_port)}"
+  if [ -n "${1:-}" ]; then port="$1"; else free_port; fi
   bucket="${2:-backups}"
   local address="${S3RVER_ADDRESS:-127.0.0.1}"
   dir="$(mktemp -d "${TMPDIR:-/tmp}/s3rver-XXXXXX")"

@@ -35,6 +35,13 @@ async def call(url: str, host: str | None, token: str | None, tool: str, args: d
             return {"tools": tools, "is_error": bool(result.is_error), "text": text}
 
 
+def leaves(e: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or `e` itself."""
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for inner in e.exceptions for leaf in leaves(inner)]
+    return [e]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="Call one MCP tool and print the result as JSON")
     p.add_argument("--url", required=True)
@@ -46,7 +53,9 @@ def main() -> None:
     try:
         out = asyncio.run(call(a.url, a.host, a.token, a.tool, json.loads(a.args)))
     except Exception as e:  # noqa: BLE001 (report whatever the client raised)
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        # The SDK raises from task groups: say what failed inside, not only "unhandled errors".
+        causes = "; ".join(f"{type(x).__name__}: {x}" for x in leaves(e))
+        print(f"error: {causes}", file=sys.stderr)
         sys.exit(1)
     print(json.dumps(out))
 

@@ -20,6 +20,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use mcp_fleet_e2e::operator_world::{ADMIN_SECRET, admin_login};
 use mcp_fleet_e2e::{TestNamespace, WAIT, WorkspaceBin, eventually, tools};
 use mcp_fleet_operator::crd::{McpTenant, McpTenantStatus, condition};
 use mcp_fleet_testkit::TestDb;
@@ -27,7 +28,9 @@ use mcp_fleet_testkit::kube::{k8s_bin_dir, repo_root};
 use mcp_fleet_testkit::pg::unique_name;
 use mcp_fleet_testkit::process::{Guarded, free_port};
 use serde_json::Value;
-use sqlx::Executor as _;
+
+#[path = "support/tenant.rs"]
+mod tenant;
 
 const RELEASE: &str = "fleet";
 const CRD_NAME: &str = "mcptenants.mcpfleet.io";
@@ -664,7 +667,7 @@ impl Drop for OperatorAsServiceAccount {
 }
 
 /// A database with the sample stores and a role of the operator's group; its URL in Secret
-/// `pg-admin` of `ns`.
+/// [`ADMIN_SECRET`] of `ns`.
 async fn database_for(ns: &TestNamespace) -> TestDb {
     let db = TestDb::from_template("e2e-helm-stores", |pool| async move {
         for name in ["Zava Retail Seattle", "Zava Retail Bellevue"] {
@@ -676,19 +679,7 @@ async fn database_for(ns: &TestNamespace) -> TestDb {
         }
     })
     .await;
-    let role = unique_name("op");
-    let password = mcp_fleet_core::tenant::generate_password();
-    db.admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE mcpfleet_operator"
-        )))
-        .await
-        .expect("create the operator role");
-    let secret = serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg-admin"},
-        "stringData": {"url": db.url_as(&role, &password)},
-    });
-    ns.kubectl_with_stdin(&["apply", "-f", "-"], Some(&secret.to_string())).await;
+    admin_login(ns, &db).await;
     db
 }
 
@@ -697,19 +688,11 @@ fn tenant_spec(tenant: &str) -> Value {
         "tenant": tenant,
         "stores": ["Zava Retail Seattle"],
         "deletionPolicy": "Delete",
-        "database": {"adminSecretRef": {"name": "pg-admin"}},
+        "database": {"adminSecretRef": {"name": ADMIN_SECRET}},
         "auth": {"issuer": "https://issuer.example.com/realms/retail"},
         "ingress": {"host": "shop.mcp.example.com", "tlsSecretName": "shop-tls"},
         "backup": {"schedule": "0 3 * * *", "destination": "file:///backups/shop"},
     })
-}
-
-async fn create_tenant(ns: &TestNamespace, name: &str, spec: Value) {
-    let t: McpTenant = serde_json::from_value(serde_json::json!({
-        "apiVersion": "mcpfleet.io/v1alpha1", "kind": "McpTenant", "metadata": {"name": name}, "spec": spec,
-    }))
-    .expect("a valid McpTenant");
-    ns.api::<McpTenant>().create(&PostParams::default(), &t).await.expect("create the McpTenant");
 }
 
 /// Waits until the McpTenant's status, for its current generation, satisfies `ok`.
@@ -774,7 +757,7 @@ async fn the_operator_works_with_the_charts_rbac_and_fails_without_one_verb() {
     // status, Events, the Lease; then an update that deletes a child and creates another; then
     // deletion through the finalizer.
     let tenant = unique_name("t").replace('_', "-");
-    create_tenant(&ns, "shop", tenant_spec(&tenant)).await;
+    tenant::create_tenant(&ns.api(), "shop", tenant_spec(&tenant)).await;
     wait_status(&ns, "shop", "DatabaseReady and BackupScheduled", |s| {
         s.is_true(condition::DATABASE_READY) && s.is_true(condition::BACKUP_SCHEDULED)
     })
@@ -851,7 +834,7 @@ async fn the_operator_works_with_the_charts_rbac_and_fails_without_one_verb() {
     let cases = [
         ("configmaps", "create", "the ConfigMap is never created"),
         ("mcptenants/status", "patch", "status stays empty"),
-        ("secrets", "get", "the admin Secret cannot be read"),
+        ("secrets", "get", "a Secret not read before (the new tenant's credentials) cannot be read"),
     ];
     for (i, (resource, verb, symptom)) in cases.into_iter().enumerate() {
         let mut reduced = granted.clone();
@@ -863,7 +846,7 @@ async fn the_operator_works_with_the_charts_rbac_and_fails_without_one_verb() {
             .expect("reduce the ClusterRole");
         let name = format!("probe-{i}");
         let seen = op.log().len();
-        create_tenant(&ns, &name, tenant_spec(&unique_name("t").replace('_', "-"))).await;
+        tenant::create_tenant(&ns.api(), &name, tenant_spec(&unique_name("t").replace('_', "-"))).await;
         let needle = format!("cannot {verb} resource \\\"{resource}\\\"");
         let plain = format!("cannot {verb} resource \"{resource}\"");
         eventually(format!("the operator to be refused {verb} on {resource}"), WAIT, || async {
@@ -916,7 +899,7 @@ async fn the_operator_works_with_the_charts_rbac_and_fails_without_one_verb() {
         &["--watch-namespace", ns.name()],
     )
     .await;
-    create_tenant(&ns, "scoped", tenant_spec(&unique_name("t").replace('_', "-"))).await;
+    tenant::create_tenant(&ns.api(), "scoped", tenant_spec(&unique_name("t").replace('_', "-"))).await;
     wait_status(&ns, "scoped", "DatabaseReady with a namespaced Role", |s| {
         s.is_true(condition::DATABASE_READY) && s.is_true(condition::BACKUP_SCHEDULED)
     })

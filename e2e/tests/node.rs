@@ -168,13 +168,8 @@ async fn clients_reach_two_tenants_through_the_ingress_and_each_sees_only_its_ro
         wait_ready(&ns, t).await;
         let token = fleet.token(&endpoint(&ns, t).await, t, "analyst");
         // The ingress routes as soon as it has seen the Ingress and its endpoints.
-        let reply =
-            eventually(format!("{t} answering through the ingress"), Duration::from_secs(60), || async {
-                let r = fleet
-                    .call_through_ingress(&ingress_host(t), &token, "execute_sales_query", per_store.clone())
-                    .await;
-                (!r.is_error).then_some(r)
-            })
+        let reply = fleet
+            .first_answer_through_ingress(&ingress_host(t), &token, "execute_sales_query", per_store.clone())
             .await;
         assert!(reply.tools.contains(&"execute_sales_query".to_owned()), "{:?}", reply.tools);
         let seen: Vec<(i64, i64)> =
@@ -356,11 +351,8 @@ async fn a_shared_mode_server_becomes_ready_as_a_pod_and_isolates_tenants() {
     let query = json!({"postgresql_query": "SELECT store_id, count(*) AS n FROM retail.orders GROUP BY store_id ORDER BY store_id"});
     for (t, store) in &tenants {
         let token = fleet.token(&format!("http://{host}/mcp"), t, "analyst");
-        let reply = eventually(format!("the gateway answering for {t}"), Duration::from_secs(60), || async {
-            let r = fleet.call_through_ingress(&host, &token, "execute_sales_query", query.clone()).await;
-            (!r.is_error).then_some(r)
-        })
-        .await;
+        let reply =
+            fleet.first_answer_through_ingress(&host, &token, "execute_sales_query", query.clone()).await;
         let seen: Vec<(i64, i64)> =
             reply.rows().iter().map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap())).collect();
         assert_eq!(
@@ -652,32 +644,12 @@ async fn pods_reach_nothing_beyond_the_node_bridge_and_image_pulls_fail_at_once(
     .await;
     ns.kubectl(&["wait", "--for=condition=Ready", "pod/probe", "--timeout=90s"]).await;
     let drops_before = guard_drops();
-    let attempt = format!("exec 3<>/dev/tcp/{}/8080 && echo connected", Outside::FAR);
-    let out = ns.kubectl_output(&["exec", "probe", "--", "timeout", "5", "bash", "-c", &attempt], None).await;
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!out.status.success() && !said.contains("connected"), "a pod reached {}: {said}", Outside::FAR);
+    let far = connect(&ns, "probe", Outside::FAR, 8080).await;
+    assert!(far.is_err(), "a pod reached {}", Outside::FAR);
     assert!(guard_drops() > drops_before, "the node's guard chain dropped the pod's packets");
     // Inside the bridge everything works: the pod reaches the API server's Service.
-    let api = ns
-        .kubectl_output(
-            &[
-                "exec",
-                "probe",
-                "--",
-                "timeout",
-                "5",
-                "bash",
-                "-c",
-                "exec 3<>/dev/tcp/10.0.0.1/443 && echo connected",
-            ],
-            None,
-        )
-        .await;
-    assert!(
-        String::from_utf8_lossy(&api.stdout).contains("connected"),
-        "{}",
-        String::from_utf8_lossy(&api.stderr)
-    );
+    let api = connect(&ns, "probe", "10.0.0.1", 443).await;
+    assert!(api.is_ok(), "{api:?}");
     drop(outside);
 
     // An image that is not on the node is never fetched from anywhere: the pull fails at once.
@@ -694,4 +666,106 @@ async fn pods_reach_nothing_beyond_the_node_bridge_and_image_pulls_fail_at_once(
     .await;
     assert!(reason.contains("127.0.0.1:9"), "the pull went to the closed loopback port: {reason}");
     eprintln!("an image pull failed after {:.1?}: {reason}", started.elapsed());
+}
+
+/// `bash -c script` in `pod` (its first container) under `timeout 4`: its stdout when it
+/// succeeded, else what it said on stderr. The server image is Debian's slim base, so bash and its
+/// `/dev/tcp` are there.
+async fn in_pod(ns: &TestNamespace, pod: &str, script: &str) -> Result<String, String> {
+    let out = ns.kubectl_output(&["exec", pod, "--", "timeout", "4", "bash", "-c", script], None).await;
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let complaint = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    if out.status.success() { Ok(said) } else { Err(format!("exit {:?}: {complaint}", out.status.code())) }
+}
+
+/// The first line of a plain HTTP GET of `path` at `host:port`, from inside `pod`.
+async fn http_from(ns: &TestNamespace, pod: &str, host: &str, port: u16, path: &str) -> Option<String> {
+    let script = format!(
+        "exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' >&3 && head -n1 <&3"
+    );
+    in_pod(ns, pod, &script).await.ok().filter(|said| said.starts_with("HTTP/"))
+}
+
+/// A TCP connection from `pod` to `host:port`: `Ok` once accepted, else how it failed.
+async fn connect(ns: &TestNamespace, pod: &str, host: &str, port: u16) -> Result<(), String> {
+    in_pod(ns, pod, &format!("exec 3<>/dev/tcp/{host}/{port}")).await.map(drop)
+}
+
+/// Whether the policy refused a connection: kube-router rejects what no rule allows, so the
+/// caller hears "refused" at once (not a timeout, not a name that did not resolve).
+fn refused(attempt: &Result<(), String>) -> bool {
+    attempt.as_ref().is_err_and(|e| e.contains("Connection refused"))
+}
+
+/// NetworkPolicy enforced for real: kube-router's firewall runs on the node (scripts/node.sh), and
+/// the operator's policy around a tenant's server pods decides who gets in and where the server
+/// may go, pod to pod, through Services, and from a pod to the node itself.
+#[tokio::test]
+async fn the_network_policy_lets_in_only_allowed_sources_and_lets_the_server_out_only_to_what_it_needs() {
+    let fleet = Fleet::shared().await;
+    let ns = fleet.namespace("netpol").await;
+    let t = name("fenced");
+    // A store of its own: every sample store belongs to another test of this file.
+    let store = format!("Zava Retail Fenced {}", &t[t.len() - 6..]);
+    fleet
+        .superuser(&format!("INSERT INTO retail.stores (store_name, is_online) VALUES ('{store}', false)"))
+        .await;
+    let mut spec = fleet.tenant_spec(&t, &[store.as_str()]);
+    spec["networkPolicy"]["allowedSources"] = json!([
+        fleet.ingress_source(),
+        {"podSelector": {"matchLabels": {"mcp-client": "allowed"}}},
+    ]);
+    apply_tenant(&ns, &t, spec).await;
+    for (pod, labels) in [("allowed", "mcp-client=allowed"), ("stranger", "mcp-client=other")] {
+        let image = format!("--image={}", fleet.server_image);
+        let labels = format!("--labels={labels}");
+        ns.kubectl(&["run", pod, &image, &labels, "--restart=Never", "--command", "--", "sleep", "600"])
+            .await;
+    }
+    wait_ready(&ns, &t).await;
+    for pod in ["allowed", "stranger"] {
+        ns.kubectl(&["wait", "--for=condition=Ready", &format!("pod/{pod}"), "--timeout=90s"]).await;
+    }
+    let server = rolled(&ns, &t, 1).await.expect("one Ready server pod").remove(0);
+    let service = format!("{t}.{}.svc.cluster.local", ns.name());
+    let port = mcp_fleet_core::server_config::SERVER_PORT;
+
+    // In: a labelled pod reaches the server through its Service name; another pod of the same
+    // namespace is refused (the port is open: the allowed pod just got an answer from it).
+    let answer = eventually("the allowed pod to reach the server", WAIT, || {
+        http_from(&ns, "allowed", &service, port, "/health/ready")
+    })
+    .await;
+    assert!(answer.contains(" 200"), "{answer}");
+    eventually("the policy to refuse the stranger", WAIT, || async {
+        refused(&connect(&ns, "stranger", &service, port).await).then_some(())
+    })
+    .await;
+    assert!(http_from(&ns, "allowed", &service, port, "/health/ready").await.is_some(), "still allowed");
+    // The ingress controller (on the node's network) still serves the tenant's clients.
+    let token = fleet.token(&endpoint(&ns, &t).await, &t, "analyst");
+    let reply =
+        fleet.call_through_ingress(&ingress_host(&t), &token, "get_current_utc_date", json!({})).await;
+    assert!(!reply.is_error, "a call through the ingress: {}", reply.text);
+
+    // Out: DNS answers the server (egress to port 53), PostgreSQL on the node accepts it. Ports the
+    // policy does not name are closed to the server, though open to a pod no policy selects: a
+    // pod's (CoreDNS's health port) and the node's (the kubelet's).
+    let resolved = in_pod(&ns, &server, "getent hosts kube-dns.kube-system.svc.cluster.local").await;
+    assert!(
+        resolved.as_ref().is_ok_and(|r| r.starts_with("10.0.0.10")),
+        "the server resolves names: {resolved:?}"
+    );
+    let node = fleet.node.address();
+    let db = connect(&ns, &server, node, fleet.pg.port).await;
+    assert!(db.is_ok(), "the server reaches PostgreSQL at {node}: {db:?}");
+    let jsonpath = "jsonpath={.items[0].status.podIP}";
+    let dns_pod =
+        fleet.kubectl(&["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", jsonpath]).await;
+    for (host, port) in [(dns_pod.as_str(), 8080), (node, 10250)] {
+        let open = connect(&ns, "stranger", host, port).await;
+        assert!(open.is_ok(), "an unselected pod reaches {host}:{port}: {open:?}");
+        let shut = connect(&ns, &server, host, port).await;
+        assert!(refused(&shut), "the server is refused {host}:{port}: {shut:?}");
+    }
 }

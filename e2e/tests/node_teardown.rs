@@ -1,6 +1,7 @@
 //! A node killed with SIGKILL (no chance to clean up) leaves processes, mounts, cgroups, iptables
-//! chains, bridges and changed sysctls behind; `scripts/node.sh cleanup`, which every start runs
-//! first, removes all of it. Starts a real node (root), kills it, and inspects the machine.
+//! chains, kube-router's ipsets, bridges and changed sysctls behind; `scripts/node.sh cleanup`,
+//! which every start runs first, removes all of it. Starts a real node (root), kills it, and
+//! inspects the machine.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,6 +51,13 @@ fn traces(dir: &Path) -> Vec<String> {
         if chains > 0 {
             found.push(format!("{tool}: {chains} chains"));
         }
+    }
+    // kube-router's ipsets (its iptables chains start with KUBE- too, counted above).
+    let sets = Command::new("ipset").args(["list", "-n"]).output();
+    let sets = sets.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let ours = sets.lines().filter(|s| s.starts_with("KUBE-") || s.starts_with("kube-router")).count();
+    if ours > 0 {
+        found.push(format!("ipset: {ours} sets"));
     }
     for link in ["mcpf0", "mcpf-svc"] {
         if Command::new("ip")
@@ -119,13 +127,16 @@ fn a_node_killed_with_sigkill_is_removed_by_the_next_cleanup() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Pods run (CoreDNS, metrics-server, Traefik): shims, mounts, veths and cgroups exist.
+    // Pods run (CoreDNS, metrics-server, Traefik): shims, mounts, veths and cgroups exist, and
+    // kube-proxy and kube-router have made their chains (kube-router's ipsets come with policies).
     node.kill().unwrap(); // SIGKILL: no trap runs
     node.wait().unwrap();
     let left = traces(&dir);
     assert!(
-        left.iter().any(|t| t.starts_with("process")) && left.iter().any(|t| t.starts_with("link mcpf0")),
-        "a killed node leaves its containers' processes and its bridge: {left:#?}"
+        ["process", "link mcpf0", "iptables-save"]
+            .iter()
+            .all(|kind| left.iter().any(|t| t.starts_with(kind))),
+        "a killed node leaves its containers' processes, its bridge and its chains: {left:#?}"
     );
 
     let started = Instant::now();

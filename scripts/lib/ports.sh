@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Sourced by scripts that start servers on loopback (control-plane.sh, node.sh, demo.sh, azurite.sh).
+# Sourced by scripts that start servers on loopback (control-plane.sh, node.sh, demo.sh, azurite.sh,
+# s3rver.sh).
 #
 #   free_port    sets $port to a TCP port that nothing listens on now, below the ephemeral range
 #                (32768+) so that no outgoing connection takes it meanwhile, and never the same

@@ -1,8 +1,16 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154 # run_dir, pids, signalled and TIMEOUT belong to the sourcing script
 # Sourced by scripts that run a group of processes in the foreground and in the background
-# (control-plane.sh, node.sh). They define log, die, check_components, and set $signalled from
-# their SIGTERM/SIGINT traps.
+# (control-plane.sh, node.sh). They define log and check_components, keep their components'
+# pids in the associative array `pids` (name -> pid) with logs in $run_dir/logs/<name>.log, and
+# set $signalled from their SIGTERM/SIGINT traps.
 #
+#   die MESSAGE                         logs "error: MESSAGE" and exits 1
+#   alive NAME                          true while component NAME runs
+#   components_alive                    dies, with the end of its log, when a component has exited
+#   wait_until DESCRIPTION COMMAND...   runs COMMAND every 0.2 s until it succeeds, checking the
+#                                       components meanwhile; dies after $TIMEOUT seconds, and exits
+#                                       quietly when a signal arrives
 #   supervise_until_stopped             returns when stdin closes (with stdin on /dev/null, as a
 #                                       background job or a watchdog has it, EOF means nothing) or
 #                                       a signal arrives, calling check_components every second
@@ -10,6 +18,29 @@
 #   supervisor_up DIR SCRIPT LOG SECS   runs `SCRIPT run DIR` in the background and waits up to SECS
 #                                       for DIR/ready; on failure shows the end of LOG and dies
 #   supervisor_down DIR SCRIPT SECS     SIGTERM to the `SCRIPT run` for DIR, waiting up to SECS
+
+die() { log "error: $*"; exit 1; }
+
+alive() { [ -n "${pids[$1]:-}" ] && kill -0 "${pids[$1]}" 2>/dev/null; }
+
+components_alive() {
+  local name
+  for name in "${!pids[@]}"; do
+    alive "$name" || die "$name exited unexpectedly; last lines of $run_dir/logs/$name.log:
+$(tail -n 20 "$run_dir/logs/$name.log" 2>/dev/null)"
+  done
+}
+
+wait_until() {
+  local what="$1" deadline=$((SECONDS + TIMEOUT))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ -z "$signalled" ] || { log "signal received while starting: stopping"; exit 0; }
+    check_components
+    [ $SECONDS -lt $deadline ] || die "timed out after ${TIMEOUT}s waiting for $what (logs in $run_dir/logs)"
+    sleep 0.2
+  done
+}
 
 supervise_until_stopped() {
   local watch_stdin=1 status

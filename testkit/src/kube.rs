@@ -72,6 +72,12 @@ impl Node {
         self.var("INGRESS_PORT").parse().expect("INGRESS_PORT is a port number")
     }
 
+    /// The loopback port of the ingress controller's read-only API (Traefik's `/api/...`, `/ping`):
+    /// which endpoints each Ingress's Service is routed to right now.
+    pub fn ingress_admin_port(&self) -> u16 {
+        self.var("INGRESS_ADMIN_PORT").parse().expect("INGRESS_ADMIN_PORT is a port number")
+    }
+
     /// The `ingressClassName` the ingress controller serves (also the cluster's default class).
     pub fn ingress_class(&self) -> &str {
         self.var("INGRESS_CLASS")

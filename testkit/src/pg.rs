@@ -385,6 +385,19 @@ async fn exec_admin(cluster: &PgCluster, sql: &str) {
     let _ = conn.close().await;
 }
 
+/// Creates a login role in `mcpfleet_operator` (never a superuser), as the operator runs in
+/// production, through `superuser` (a superuser's connection or pool): its name and password.
+pub async fn create_operator_login<'c, E>(superuser: E) -> (String, String)
+where
+    E: Executor<'c, Database = sqlx::Postgres>,
+{
+    let role = unique_name("op");
+    let password = mcp_fleet_core::tenant::generate_password();
+    let sql = format!("CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE mcpfleet_operator");
+    superuser.execute(sqlx::AssertSqlSafe(sql)).await.expect("create the operator's login role");
+    (role, password)
+}
+
 /// The seed's eight stores, in store-id order (ids 1..8 in a database that has no other stores).
 pub const SAMPLE_STORES: &[&str] = &[
     "Zava Retail Seattle",

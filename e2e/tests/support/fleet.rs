@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, PostParams};
 use mcp_fleet_e2e::{ControlPlane, TestNamespace, WorkspaceBin, tools};
 use mcp_fleet_testkit::kube::Node;
-use mcp_fleet_testkit::pg::{PgCluster, PodNetwork, SAMPLE_STORES, unique_name};
+use mcp_fleet_testkit::pg::{PgCluster, PodNetwork, SAMPLE_STORES, create_operator_login, unique_name};
 use mcp_fleet_testkit::process::{Guarded, free_port};
 use mcp_fleet_testkit::{TestDb, python};
 use serde_json::Value;
@@ -101,10 +101,7 @@ impl Fleet {
     async fn install_operator(&self) -> String {
         let ns = format!("mcp-system-{:08x}", rand::random::<u32>());
         self.kubectl(&["create", "namespace", &ns]).await;
-        let password = mcp_fleet_core::tenant::generate_password();
-        let role = unique_name("operator");
-        self.superuser(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE mcpfleet_operator"))
-            .await;
+        let (role, password) = create_operator_login(&mut self.connect().await).await;
         let url = self.pg.pod_url(&role, &password, &self.db);
         self.kubectl(&[
             "-n",
@@ -199,7 +196,9 @@ impl Fleet {
     }
 
     /// The spec of a tenant with one server replica, tokens from the fleet's issuer, and an
-    /// Ingress at `<name>.mcp.test`.
+    /// Ingress at `<name>.mcp.test`. Its NetworkPolicy admits the ingress controller, which runs
+    /// on the node's network and so reaches pods from the node bridge's address: a host-network
+    /// pod has no pod identity a `podSelector` could match.
     pub fn tenant_spec(&self, name: &str, stores: &[&str]) -> Value {
         serde_json::json!({
             "tenant": name,
@@ -208,7 +207,13 @@ impl Fleet {
             "server": {"replicas": 1, "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}},
             "auth": {"issuer": self.issuer_url, "issuerCaRef": {"name": ISSUER_CA_CONFIG_MAP}},
             "ingress": {"enabled": true, "host": ingress_host(name)},
+            "networkPolicy": {"allowedSources": [self.ingress_source()]},
         })
+    }
+
+    /// The NetworkPolicy peer of the ingress controller: the node bridge's address.
+    pub fn ingress_source(&self) -> Value {
+        serde_json::json!({"ipBlock": {"cidr": format!("{}/32", self.node.address())}})
     }
 
     /// A token from the fleet's issuer for `audience` (a tenant's endpoint), naming `tenant`.
@@ -227,6 +232,20 @@ impl Fleet {
     /// Calls `tool` through the ingress with the official MCP Python SDK, as a client on this
     /// machine does: `http://127.0.0.1:<ingress port>/mcp` with the tenant's Host header.
     pub async fn call_through_ingress(&self, host: &str, token: &str, tool: &str, args: Value) -> McpReply {
+        self.try_call_through_ingress(host, token, tool, args).await.unwrap_or_else(|e| {
+            panic!("the MCP client could not call {tool} at {host} through the ingress:\n{e}")
+        })
+    }
+
+    /// [`Self::call_through_ingress`], or what the client reported when it could not reach the
+    /// server or was refused (an ingress that has no route for `host` yet answers 404).
+    pub async fn try_call_through_ingress(
+        &self,
+        host: &str,
+        token: &str,
+        tool: &str,
+        args: Value,
+    ) -> Result<McpReply, String> {
         let url = format!("http://127.0.0.1:{}/mcp", self.node.ingress_port());
         let argv: Vec<String> = ["--url", &url, "--host", host, "--token", token, "--tool", tool]
             .into_iter()
@@ -236,9 +255,36 @@ impl Fleet {
         let (ok, out) = tokio::task::spawn_blocking(move || python::run_script("mcp_call.py", &argv))
             .await
             .expect("running the MCP client");
-        assert!(ok, "the MCP client could not call {tool} at {host} through the ingress:\n{out}");
+        if !ok {
+            return Err(out);
+        }
         let line = out.lines().last().unwrap_or_default();
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("the MCP client printed {out:?}: {e}"))
+        Ok(serde_json::from_str(line).unwrap_or_else(|e| panic!("the MCP client printed {out:?}: {e}")))
+    }
+
+    /// Waits (60 s at most) until `tool` answers through the ingress without an error: the
+    /// ingress routes to a new tenant once it has seen its Ingress and endpoints, and until then
+    /// the client is refused. Panics with the last refusal.
+    pub async fn first_answer_through_ingress(
+        &self,
+        host: &str,
+        token: &str,
+        tool: &str,
+        args: Value,
+    ) -> McpReply {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = match self.try_call_through_ingress(host, token, tool, args.clone()).await {
+                Ok(r) if !r.is_error => return r,
+                Ok(r) => r.text,
+                Err(e) => e,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "{host} still does not answer {tool} through the ingress after 60 s:\n{last}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Orders per store id, as the superuser sees them (the ground truth), for `stores`.

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use super::fleet::{Fleet, ingress_host};
 use super::tenant::create_tenant;
-use super::wait::{endpoint, name, rolled, wait_ready};
+use super::wait::{endpoint, ingress_routes_to_every_ready_pod, name, rolled, wait_ready};
 
 /// Where and what the loop calls.
 pub struct Target {
@@ -231,12 +231,7 @@ pub async fn client_loop(
     let bounds = Bounds { clients, max_calls: 50_000, max_time: Duration::from_secs(600), pause };
     // The ingress routes once it has seen the Ingress and its endpoints: wait for an answer
     // first (a refusal before that is the route appearing, not what the test looks at).
-    eventually(format!("{name} answering through the ingress"), Duration::from_secs(60), || async {
-        let r =
-            fleet.call_through_ingress(&target.host, &target.token, "get_current_utc_date", json!({})).await;
-        (!r.is_error).then_some(())
-    })
-    .await;
+    fleet.first_answer_through_ingress(&target.host, &target.token, "get_current_utc_date", json!({})).await;
     ClientLoop::start(target, bounds)
 }
 
@@ -307,6 +302,11 @@ pub async fn loaded_tenant_with(
     wait_ready(ns, &t).await;
     let pods =
         eventually(format!("{replicas} Ready server pods"), WAIT * 4, || rolled(ns, &t, replicas)).await;
+    let admin = fleet.node.ingress_admin_port();
+    eventually(format!("the ingress to route {t} to its {replicas} pods"), WAIT, || {
+        ingress_routes_to_every_ready_pod(ns, admin, &t)
+    })
+    .await;
     let calls = client_loop(fleet, ns, &t, clients, Duration::from_millis(20)).await;
     calls.wait_for_calls(30, Duration::from_secs(60)).await;
     assert_eq!(calls.failed(), 0, "calls succeed before anything happens to {t}");
