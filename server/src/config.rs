@@ -60,7 +60,8 @@ pub struct ServeArgs {
     /// Per-query timeout, e.g. 5s [default: 5s].
     #[arg(long, env = "MCP_FLEET_STATEMENT_TIMEOUT")]
     pub statement_timeout: Option<String>,
-    /// Largest database pool [default: 10].
+    /// Most database connections [default: 10]; one of them is the audit trail's own, so that
+    /// tool calls never keep it from recording the calls that finished.
     #[arg(long, env = "MCP_FLEET_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
     /// `local` (all-MiniLM-L6-v2 in-process) or `openai` [default: local].

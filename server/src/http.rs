@@ -65,12 +65,13 @@ pub fn router(
             .with_cancellation_token(cancel),
     );
     let mcp = McpEndpoint::new(rmcp, RetailServer::new(app.clone()), &hosts);
-    let shared = Shared {
+    // One `Arc`: each middleware clones its state per request.
+    let shared = Arc::new(Shared {
         app: app.clone(),
         auth,
         expected_tenant: opts.expected_tenant,
         terminating: opts.terminating,
-    };
+    });
 
     // Overload sheds at once with 503 instead of queueing; slow requests end with 504.
     let protect = ServiceBuilder::new()
@@ -135,7 +136,7 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string())
 }
 
-async fn authenticate(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+async fn authenticate(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let id = match req.extensions_mut().remove::<RequestId>() {
         Some(RequestId(id)) => id,
         None => request_id(&req),
@@ -160,7 +161,7 @@ async fn authenticate(State(s): State<Shared>, mut req: Request, next: Next) -> 
 }
 
 /// RFC 9728 protected-resource metadata; 404 when authentication is off.
-async fn resource_metadata(State(s): State<Shared>) -> Response {
+async fn resource_metadata(State(s): State<Arc<Shared>>) -> Response {
     match s.auth.resource_metadata() {
         Some(doc) => Json(doc).into_response(),
         None => error_response(StatusCode::NOT_FOUND, "authentication is off on this server"),
@@ -168,7 +169,7 @@ async fn resource_metadata(State(s): State<Shared>) -> Response {
 }
 
 /// Counts requests by route and status, tracks in-flight MCP requests, echoes the request id.
-async fn observe(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+async fn observe(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let route = match req.uri().path() {
         "/mcp" => "/mcp",
         "/health" | "/health/live" | "/health/ready" => "/health",
@@ -201,7 +202,7 @@ impl Drop for InFlight {
     }
 }
 
-async fn metrics(State(s): State<Shared>) -> Response {
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     let circuit = s.app.embedder.as_ref().and_then(|e| e.circuit());
     let body = s.app.metrics.render(s.app.db.pool(), circuit);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
@@ -257,7 +258,7 @@ async fn readiness(s: &Shared) -> Result<serde_json::Value, String> {
     Ok(facts)
 }
 
-async fn ready(State(s): State<Shared>) -> Response {
+async fn ready(State(s): State<Arc<Shared>>) -> Response {
     if s.terminating.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down: finishing the calls in flight")
             .into_response();
@@ -270,7 +271,7 @@ async fn ready(State(s): State<Shared>) -> Response {
 
 /// Readiness facts with an overall status: `degraded` while the embeddings circuit is open (the
 /// search tools that need it fail fast; everything else works, so the pod stays ready).
-async fn health(State(s): State<Shared>) -> Response {
+async fn health(State(s): State<Arc<Shared>>) -> Response {
     match readiness(&s).await {
         Ok(facts) => {
             let status = if facts["embeddings_circuit"] == "open" { "degraded" } else { "ok" };

@@ -3,11 +3,12 @@
 //! JWTs, passwords in URLs and `password=`/`api_key=`-style pairs; and the same `tracing` spans
 //! exported as OpenTelemetry traces when an OTLP endpoint is configured. Does terminal I/O.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use mcp_fleet_core::otlp::OtlpTraces;
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -21,22 +22,30 @@ pub struct Redactor {
     literals: Arc<Mutex<Vec<String>>>,
 }
 
+const PATTERNS: [(&str, &str); 4] = [
+    (r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", "***"),
+    (r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*", "${1}***"),
+    (r"(://[^:/@\s]+:)[^@/\s]+@", "${1}***@"),
+    (
+        r#"(?i)((?:password|passwd|pwd|secret|api[_-]?key|access[_-]?key|account[_-]?key|token|authorization|cookie|sig)\\?"?\s*[:=]\s*\\?"?)[^"\\\s,;&}]+"#,
+        "${1}***",
+    ),
+];
+
 fn patterns() -> &'static [(Regex, &'static str)] {
     static P: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
     P.get_or_init(|| {
-        [
-            (r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", "***"),
-            (r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*", "${1}***"),
-            (r"(://[^:/@\s]+:)[^@/\s]+@", "${1}***@"),
-            (
-                r#"(?i)((?:password|passwd|pwd|secret|api[_-]?key|access[_-]?key|account[_-]?key|token|authorization|cookie|sig)\\?"?\s*[:=]\s*\\?"?)[^"\\\s,;&}]+"#,
-                "${1}***",
-            ),
-        ]
-        .into_iter()
-        .map(|(re, with)| (Regex::new(re).expect("static redaction pattern"), with))
-        .collect()
+        PATTERNS
+            .into_iter()
+            .map(|(re, with)| (Regex::new(re).expect("static redaction pattern"), with))
+            .collect()
     })
+}
+
+/// All the patterns at once: one pass over a line tells whether any of them needs replacing.
+fn any_pattern() -> &'static RegexSet {
+    static S: OnceLock<RegexSet> = OnceLock::new();
+    S.get_or_init(|| RegexSet::new(PATTERNS.map(|(re, _)| re)).expect("static redaction patterns"))
 }
 
 impl Redactor {
@@ -49,19 +58,21 @@ impl Redactor {
         }
     }
 
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+    /// `text` with every secret masked; borrowed as it is when it holds none (nearly every line).
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
         if let Ok(lits) = self.literals.lock() {
             for s in lits.iter() {
                 if out.contains(s.as_str()) {
-                    out = out.replace(s.as_str(), "***");
+                    out = Cow::Owned(out.replace(s.as_str(), "***"));
                 }
             }
         }
-        // A line without secrets (nearly all of them) is not copied again.
-        for (re, with) in patterns() {
-            if let std::borrow::Cow::Owned(replaced) = re.replace_all(&out, *with) {
-                out = replaced;
+        if any_pattern().is_match(&out) {
+            for (re, with) in patterns() {
+                if let Cow::Owned(replaced) = re.replace_all(&out, *with) {
+                    out = Cow::Owned(replaced);
+                }
             }
         }
         out

@@ -40,8 +40,13 @@ pub async fn state(cfg: &ServerConfig) -> anyhow::Result<AppState> {
     };
     let metrics = Arc::new(Metrics::new());
     // The audit writer starts with the state, on the current runtime.
-    let audit =
-        AuditLog::start(db.pool().clone(), db.mode(), metrics.clone(), audit::BUFFER, audit::RESERVE_WAIT);
+    let audit = AuditLog::start(
+        db.audit_pool().clone(),
+        db.mode(),
+        metrics.clone(),
+        audit::BUFFER,
+        audit::RESERVE_WAIT,
+    );
     Ok(AppState::new(db, embedder, metrics, cfg, audit))
 }
 
@@ -58,7 +63,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                 server.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
             running.waiting().await.context("stdio session")?;
             app.audit.shutdown(Duration::from_secs(10)).await;
-            app.db.pool().close().await;
+            app.db.close().await;
             Ok(())
         }
         Transport::Http => run_http(cfg, Arc::new(app)).await,
@@ -125,7 +130,7 @@ async fn run_http(cfg: ServerConfig, app: Arc<AppState>) -> anyhow::Result<()> {
     }
     sessions.cancel();
     app.audit.shutdown(Duration::from_secs(10)).await;
-    app.db.pool().close().await;
+    app.db.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -21,6 +21,17 @@ async fn wait_until_running<T>(
     marker: &str,
     call: &tokio::task::JoinHandle<T>,
 ) {
+    wait_until_running_n(db, marker, 1, std::slice::from_ref(call)).await;
+}
+
+/// Waits until PostgreSQL runs at least `n` queries containing `marker`, sent by `calls`; fails
+/// at once if one of those calls ends first.
+async fn wait_until_running_n<T>(
+    db: &mcp_fleet_testkit::TestDb,
+    marker: &str,
+    n: i64,
+    calls: &[tokio::task::JoinHandle<T>],
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let running: i64 = sqlx::query_scalar(
@@ -30,11 +41,14 @@ async fn wait_until_running<T>(
         .fetch_one(&db.admin)
         .await
         .expect("read pg_stat_activity");
-        if running > 0 {
+        if running >= n {
             return;
         }
-        assert!(!call.is_finished(), "the call ended before its query with {marker:?} was seen running");
-        assert!(std::time::Instant::now() < deadline, "the query with {marker:?} never started");
+        assert!(
+            !calls.iter().any(|c| c.is_finished()),
+            "a call ended before {n} queries with {marker:?} were seen running"
+        );
+        assert!(std::time::Instant::now() < deadline, "{running} of {n} queries with {marker:?} started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -212,6 +226,48 @@ async fn overload_is_shed_with_503_instead_of_queueing() {
     // The call that held the only slot still gets its answer (a count, or the timeout explained).
     let (err, text) = tokio::time::timeout(Duration::from_secs(30), busy).await.unwrap().unwrap();
     assert!(if err { text.contains("statement timeout") } else { parse(&text)["n"] == json!(1) }, "{text}");
+}
+
+/// The audit trail writes through a connection of its own. When callers' queries hold every
+/// other connection of the pool, a call that finishes still gets its record committed and its
+/// answer; sharing the pool, its answer was withheld ("the audit trail could not record this call
+/// in time"), as 32 benchmark callers of a 2.5-s query showed.
+#[tokio::test]
+async fn queries_holding_every_connection_do_not_keep_other_calls_from_being_audited() {
+    let db = embedded_db().await;
+    let t = tenant(&db, &[1]).await;
+    let mut file = mcp_fleet_core::server_config::ServerConfigFile::default();
+    file.database.max_connections = Some(3);
+    let srv = server(
+        &db,
+        &t,
+        Opts { file: Some(file), statement_timeout: Some("4s".into()), ..Default::default() },
+    )
+    .await;
+    let tools_pool = srv.state.db.pool().options().get_max_connections();
+    let slow = json!({ "postgresql_query": "SELECT count(*) FROM retail.order_items a, retail.order_items b, (SELECT 1 FROM generate_series(1, 1000)) g" });
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let (c, slow) = (client(&srv.url, &[]).await, slow.clone());
+        busy.push(tokio::spawn(async move { call(&c, "execute_sales_query", slow).await }));
+    }
+    // Every connection the tools may use runs a slow query.
+    wait_until_running_n(&db, "generate_series(1, 1000)", i64::from(tools_pool), &busy).await;
+    let c = client(&srv.url, &[]).await;
+    let (err, text) = call(&c, "get_current_utc_date", json!({})).await;
+    assert!(!err && text.starts_with("Current UTC Date/Time"), "{text}");
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit.tool_calls WHERE tool = 'get_current_utc_date'")
+            .fetch_one(&db.admin)
+            .await
+            .expect("count audit rows");
+    assert_eq!(audited, 1, "the date call's record is committed before its answer");
+    for b in busy {
+        tokio::time::timeout(Duration::from_secs(30), b)
+            .await
+            .expect("the slow calls end")
+            .expect("a slow call");
+    }
 }
 
 /// The server binary, serving `t` in development mode on a free loopback port, with `extra`

@@ -1,12 +1,15 @@
 //! Row-level security against a real PostgreSQL: every tenant sees exactly its own stores' rows,
 //! and nothing a tenant role can do widens that view.
 
+mod support;
+
 use mcp_fleet_core::progress::Progress;
-use mcp_fleet_core::tenant::{TenantName, scram_verifier};
+use mcp_fleet_core::tenant::scram_verifier;
 use mcp_fleet_seed::{self as seed, SeedConfig};
 use mcp_fleet_testkit::TestDb;
-use mcp_fleet_testkit::pg::unique_name;
+use mcp_fleet_testkit::pg::{create_operator_login, unique_name};
 use sqlx::{Connection, Executor, PgConnection, Row};
+use support::{Tenant, tenant};
 
 /// Tables that carry a store, with the column that names it.
 const STORE_TABLES: &[(&str, &str)] = &[
@@ -24,27 +27,6 @@ async fn seeded() -> TestDb {
         seed::run(&pool, &SeedConfig::small(), &Progress::quiet()).await.expect("seed");
     })
     .await
-}
-
-struct Tenant {
-    name: TenantName,
-    stores: Vec<i32>,
-    password: String,
-}
-
-/// Creates a tenant (unique name in this cluster) through the SECURITY DEFINER function.
-async fn tenant(db: &TestDb, stores: &[i32]) -> Tenant {
-    let name = TenantName::new(unique_name("t").replace('_', "-")).expect("valid generated name");
-    let password = mcp_fleet_core::tenant::generate_password();
-    let refs: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
-    sqlx::query("SELECT * FROM tenancy.apply_tenant($1, $2, $3)")
-        .bind(name.as_str())
-        .bind(&refs)
-        .bind(scram_verifier(&password))
-        .execute(&db.admin)
-        .await
-        .expect("apply_tenant");
-    Tenant { name, stores: stores.to_vec(), password }
 }
 
 async fn login(db: &TestDb, t: &Tenant) -> PgConnection {
@@ -217,6 +199,15 @@ async fn the_audit_trail_is_append_only_and_tenant_stamped() {
         .execute(sqlx::AssertSqlSafe(format!(
             "INSERT INTO audit.tool_calls (tenant, tool, outcome) VALUES ('{}', 'x', 'ok')",
             b.name
+        )))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    // The policy judges every row of a batch, as the server writes them: one foreign row refuses all.
+    let err = conn
+        .execute(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit.tool_calls (tenant, tool, outcome) VALUES ('{}', 'x', 'ok'), ('{}', 'x', 'ok')",
+            a.name, b.name
         )))
         .await
         .unwrap_err();
@@ -413,15 +404,9 @@ async fn apply_tenant_refuses_bad_input_with_actionable_errors_and_changes_nothi
 #[tokio::test]
 async fn a_non_superuser_operator_role_manages_tenants_and_cannot_adopt_foreign_roles() {
     let db = seeded().await;
-    let op = unique_name("op");
+    let (op, op_pw) = create_operator_login(&db.admin).await;
     let mut admin = db.admin.acquire().await.unwrap();
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "CREATE ROLE {op} LOGIN PASSWORD 'op-pw' IN ROLE mcpfleet_operator"
-        )))
-        .await
-        .unwrap();
-    let mut conn = db.connect_as(&op, "op-pw").await.unwrap();
+    let mut conn = db.connect_as(&op, &op_pw).await.unwrap();
     let name = unique_name("t").replace('_', "-");
     let row: (String, String, Vec<i32>, bool) =
         sqlx::query_as("SELECT * FROM tenancy.apply_tenant($1, ARRAY['Zava Retail Tacoma'], $2)")

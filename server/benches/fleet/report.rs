@@ -197,11 +197,12 @@ impl Report {
             &self.query_vs_raw,
         );
         s.push_str(
-            "Both sides run as the tenant's login role with the server's pool settings (10 connections, jit off) and the \
+            "Both sides run as the tenant's login role with the server's pool settings (10 connections for queries, jit off) and the \
              server's transaction (`BEGIN READ ONLY; SET LOCAL statement_timeout = 5000; SET LOCAL search_path = retail, \
              pg_catalog, public`, then the query, then rollback), and both send the query as a one-off unnamed statement, \
              as the server does. MCP adds HTTP, JSON-RPC, the SQL validator, the row-cap wrapper \
-             (`SELECT * FROM (…) LIMIT 501`), JSON conversion of the rows, metrics and a log line.\n\n",
+             (`SELECT * FROM (…) LIMIT 501`), JSON conversion of the rows, metrics, a log line, and \
+             each call's audit record, committed (through the server's one extra connection) before the answer leaves.\n\n",
         );
         write_comparisons(
             &mut s,
@@ -222,7 +223,8 @@ impl Report {
             "The baseline is this benchmark program re-run with `--baseline-server`: an axum 0.8 route on its own \
              process and a default multi-thread tokio runtime, that parses the same JSON-RPC `tools/call` body and \
              returns the same result shape. Both get the same POST (with the Streamable HTTP `Accept` and \
-             `MCP-Protocol-Version` headers) from the same load generator.\n\n",
+             `MCP-Protocol-Version` headers) from the same load generator. Unlike both baselines, the MCP server \
+             answers only once the call's audit record is committed in PostgreSQL, on the same two cores.\n\n",
         );
         write_comparisons(
             &mut s,

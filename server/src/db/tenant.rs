@@ -120,6 +120,8 @@ fn other_reason(err: &sqlx::Error) -> &'static str {
 #[derive(Clone)]
 pub struct TenantDb {
     pool: PgPool,
+    /// The audit writer's connection, apart from the tools' `pool`.
+    audit_pool: PgPool,
     mode: TenancyMode,
     statement_timeout: Duration,
     /// (tenant, rls_user_id) → store ids, so the development header costs no extra round trip.
@@ -146,18 +148,35 @@ impl TenantDb {
                 ("standard_conforming_strings", "on"),
             ])
             .disable_statement_logging();
-        let pool = PgPoolOptions::new()
-            .min_connections(cfg.min_connections)
-            .max_connections(cfg.max_connections)
-            .acquire_timeout(cfg.acquire_timeout)
-            .idle_timeout(Some(cfg.idle_timeout))
-            .max_lifetime(Some(cfg.max_lifetime))
-            .connect_lazy_with(opts);
-        Ok(Self::with_pool(pool, cfg.mode, cfg.statement_timeout))
+        let pool_of = |min: u32, max: u32| {
+            PgPoolOptions::new()
+                .min_connections(min.min(max))
+                .max_connections(max)
+                .acquire_timeout(cfg.acquire_timeout)
+                .idle_timeout(Some(cfg.idle_timeout))
+                .max_lifetime(Some(cfg.max_lifetime))
+                .connect_lazy_with(opts.clone())
+        };
+        // One connection of `maxConnections` is the audit trail's own: tool calls that hold every
+        // other connection (32 callers of a 5-s query, say) must not keep the records of the calls
+        // that finished from being committed, or those calls' answers would be withheld.
+        let tools = cfg.max_connections.saturating_sub(1).max(1);
+        Ok(Self::with_pools(
+            pool_of(cfg.min_connections, tools),
+            pool_of(0, 1),
+            cfg.mode,
+            cfg.statement_timeout,
+        ))
     }
 
+    /// A `TenantDb` over `pool`, whose connections the audit trail shares.
     pub fn with_pool(pool: PgPool, mode: TenancyMode, statement_timeout: Duration) -> Self {
+        Self::with_pools(pool.clone(), pool, mode, statement_timeout)
+    }
+
+    fn with_pools(pool: PgPool, audit_pool: PgPool, mode: TenancyMode, statement_timeout: Duration) -> Self {
         Self {
+            audit_pool,
             pool,
             mode,
             statement_timeout,
@@ -168,6 +187,17 @@ impl TenantDb {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Closes both pools, waiting for their connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.audit_pool.close().await;
+    }
+
+    /// The connection the audit trail writes through.
+    pub fn audit_pool(&self) -> &PgPool {
+        &self.audit_pool
     }
 
     pub fn mode(&self) -> TenancyMode {

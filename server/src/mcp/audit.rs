@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use mcp_fleet_core::server_config::TenancyMode;
 use serde_json::{Map, Value};
-use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -320,11 +321,16 @@ async fn write_loop(
     }
 }
 
+/// Whether the database answered `e` with a SQLSTATE of one of `classes` (its first two characters).
+fn sqlstate_class_in(e: &sqlx::Error, classes: &[&str]) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if classes.iter().any(|class| d.code().unwrap_or_default().starts_with(class)))
+}
+
 /// SQLSTATE classes of a connection or server in trouble (08, 40, 53, 57, 58): the statement
 /// itself was fine.
 fn connection_error(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d)
-        if ["08", "40", "53", "57", "58"].iter().any(|class| d.code().unwrap_or_default().starts_with(class)))
+    sqlstate_class_in(e, &["08", "40", "53", "57", "58"])
 }
 
 /// Whether the records themselves can never be written (classes 22 and 23: bad data, or a role
@@ -332,8 +338,7 @@ fn connection_error(e: &sqlx::Error) -> bool {
 /// the server lacks (42501) is not among them: an administrator can grant it, and the records
 /// wait, failing calls closed meanwhile.
 fn unwritable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d)
-        if ["22", "23"].iter().any(|class| d.code().unwrap_or_default().starts_with(class)))
+    sqlstate_class_in(e, &["22", "23"])
 }
 
 /// Writes `batch` one tenant (one role) at a time. Records that can never be written are given
@@ -379,43 +384,43 @@ async fn write_batch<'a>(
     mode: TenancyMode,
     batch: impl Iterator<Item = &'a AuditRecord>,
 ) -> Result<(), sqlx::Error> {
-    // In shared mode each tenant's rows are written under that tenant's role (the policy checks
-    // it); a dedicated server's login role belongs to its one tenant.
+    // A dedicated server's login role belongs to its one tenant: the batch is one statement, its
+    // own transaction, one round trip.
+    if mode != TenancyMode::Shared {
+        return insert(&batch.collect::<Vec<_>>()).execute(pool).await.map(drop);
+    }
+    // In shared mode each tenant's rows are written under that tenant's role (the policy checks it).
     let mut groups: std::collections::BTreeMap<&str, Vec<&AuditRecord>> = Default::default();
     for r in batch {
-        groups
-            .entry(if mode == TenancyMode::Shared { r.group_role.as_str() } else { "" })
-            .or_default()
-            .push(r);
+        groups.entry(r.group_role.as_str()).or_default().push(r);
     }
     let mut tx = pool.begin().await?;
     for (role, rows) in groups {
-        if !role.is_empty() {
-            sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE \"{role}\""))).execute(&mut *tx).await?;
-        }
-        sqlx::query(
-            "INSERT INTO audit.tool_calls (called_at, tenant, subject, tool, arguments, rows_returned, duration_ms, outcome, error, request_id)
-             SELECT c, t, s, tl, a::jsonb, n, d, o, e, r
-             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::text[], $9::text[], $10::text[])
-                  AS x(c, t, s, tl, a, n, d, o, e, r)",
-        )
-        .bind(rows.iter().map(|r| r.called_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.tenant.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.tool.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.arguments.to_string()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.rows).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-        if !role.is_empty() {
-            sqlx::query("RESET ROLE").execute(&mut *tx).await?;
-        }
+        sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE \"{role}\""))).execute(&mut *tx).await?;
+        insert(&rows).execute(&mut *tx).await?;
+        sqlx::query("RESET ROLE").execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// One INSERT of all of `rows`, as arrays.
+fn insert(rows: &[&AuditRecord]) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    sqlx::query(
+        "INSERT INTO audit.tool_calls (called_at, tenant, subject, tool, arguments, rows_returned, duration_ms, outcome, error, request_id)
+         SELECT c, t, s, tl, a::jsonb, n, d, o, e, r
+         FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::text[], $9::text[], $10::text[])
+              AS x(c, t, s, tl, a, n, d, o, e, r)",
+    )
+    .bind(rows.iter().map(|r| r.called_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.tenant.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.tool.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.arguments.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.rows).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
 }
 
 #[cfg(test)]

@@ -34,9 +34,12 @@ const EVENT_STREAM: &str = "text/event-stream";
 
 type Rmcp = StreamableHttpService<RetailServer, NeverSessionManager>;
 
-/// The `/mcp` endpoint: the direct `tools/call` path in front of rmcp's service.
+/// The `/mcp` endpoint: the direct `tools/call` path in front of rmcp's service. Cloned for
+/// every request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct McpEndpoint {
+pub struct McpEndpoint(Arc<Endpoint>);
+
+struct Endpoint {
     rmcp: Rmcp,
     server: RetailServer,
     /// The allowed `Host`s, as rmcp normalises them (lower case, no brackets; a port or any).
@@ -55,10 +58,12 @@ impl McpEndpoint {
                 Err(_) => (normalise_host(a), None),
             })
             .collect();
-        Self { rmcp, server, allowed_hosts }
+        Self(Arc::new(Endpoint { rmcp, server, allowed_hosts }))
     }
+}
 
-    async fn handle(self, request: Request<Body>) -> Response<Body> {
+impl Endpoint {
+    async fn handle(&self, request: Request<Body>) -> Response<Body> {
         if request.method() != Method::POST || !self.plain_headers(request.headers()) {
             return self.delegate(request).await;
         }
@@ -191,7 +196,7 @@ impl tower::Service<Request<Body>> for McpEndpoint {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let endpoint = self.clone();
+        let endpoint = self.0.clone();
         Box::pin(async move { Ok(endpoint.handle(request).await) })
     }
 }

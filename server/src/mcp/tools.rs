@@ -107,7 +107,8 @@ pub fn definition(tool: ToolName) -> &'static Tool {
     &TOOLS.get_or_init(|| ToolName::ALL.into_iter().map(describe).collect())[tool as usize]
 }
 
-/// Runs `tool` for `caller` with the request's arguments.
+/// Runs `tool` for `caller` with the request's arguments. Each database tool's future is boxed,
+/// so this future stays small: the date tool does not move the state of the SQL tools around.
 pub async fn call(
     state: &Arc<AppState>,
     caller: &Caller,
@@ -118,30 +119,30 @@ pub async fn call(
         ToolName::GetMultipleTableSchemas => {
             let args: TableSchemasArgs = parse(arguments)?;
             // The sample returns schema text, not the compact shape: keep that for drop-in prompts.
-            schema::describe_tables(state, caller, &args.table_names).await.map(ToolOutput::Text)
+            Box::pin(schema::describe_tables(state, caller, &args.table_names)).await.map(ToolOutput::Text)
         }
         ToolName::ExecuteSalesQuery => {
             let args: SalesQueryArgs = parse(arguments)?;
-            sales::execute(state, caller, &args.postgresql_query, state.limits_for(caller))
+            Box::pin(sales::execute(state, caller, &args.postgresql_query, state.limits_for(caller)))
                 .await
                 .map(ToolOutput::Rows)
                 .map_err(|f| f.with_query(&args.postgresql_query))
         }
         ToolName::ExplainSalesQuery => {
             let args: SalesQueryArgs = parse(arguments)?;
-            sales::explain(state, caller, &args.postgresql_query)
+            Box::pin(sales::explain(state, caller, &args.postgresql_query))
                 .await
                 .map(ToolOutput::Plan)
                 .map_err(|f| f.with_query(&args.postgresql_query).text_only())
         }
         ToolName::SemanticSearchProducts => {
-            search::semantic(state, caller, &parse(arguments)?).await.map(ToolOutput::Rows)
+            Box::pin(search::semantic(state, caller, &parse(arguments)?)).await.map(ToolOutput::Rows)
         }
         ToolName::FullTextSearchProducts => {
-            search::full_text(state, caller, &parse(arguments)?).await.map(ToolOutput::Rows)
+            Box::pin(search::full_text(state, caller, &parse(arguments)?)).await.map(ToolOutput::Rows)
         }
         ToolName::HybridSearchProducts => {
-            search::hybrid(state, caller, &parse(arguments)?).await.map(ToolOutput::Rows)
+            Box::pin(search::hybrid(state, caller, &parse(arguments)?)).await.map(ToolOutput::Rows)
         }
         ToolName::GetCurrentUtcDate => {
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);

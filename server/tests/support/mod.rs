@@ -104,8 +104,8 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
         // Tests call far faster than any model: each caller's share is lifted unless a test sets it.
         file.limits.per_subject = PerSubjectSection {
             max_concurrent: Some(1000),
-            requests_per_minute: Some(100_000),
-            burst: Some(100_000),
+            requests_per_minute: Some(1_000_000),
+            burst: Some(1_000_000),
         };
     }
     let args = ServeArgs {
@@ -130,7 +130,7 @@ pub async fn server(db: &TestDb, t: &Tenant, opts: Opts) -> Server {
     let mut state = serve::state(&cfg).await.expect("server state");
     if let Some(cap) = opts.audit_capacity {
         state.audit = mcp_fleet_server::mcp::audit::AuditLog::start(
-            state.db.pool().clone(),
+            state.db.audit_pool().clone(),
             state.db.mode(),
             state.metrics.clone(),
             cap,
