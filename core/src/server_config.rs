@@ -73,6 +73,7 @@ pub struct DatabaseSection {
     pub mode: Option<TenancyMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_connections: Option<u32>,
+    /// Most connections (default 10), one of them the audit trail's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
     /// e.g. `5s`.
@@ -293,12 +294,12 @@ pub struct PerSubjectSection {
     pub max_concurrent: Option<u32>,
     /// Tool calls one caller may start per minute, on average (default 120).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100000))]
+    #[schemars(range(min = 1, max = 1000000))]
     pub requests_per_minute: Option<u32>,
     /// Tool calls one caller may start at once, after a quiet spell, before the per-minute rate
     /// applies (default: `requestsPerMinute`, so a whole minute's calls; smaller smooths them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100000))]
+    #[schemars(range(min = 1, max = 1000000))]
     pub burst: Option<u32>,
 }
 

@@ -4,6 +4,7 @@
 //! Everything here starts real processes and talks to a real API server.
 
 pub mod namespace;
+pub mod operator_world;
 pub mod tools;
 pub mod wait;
 pub mod workspace_bin;

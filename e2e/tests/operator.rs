@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -17,6 +16,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use mcp_fleet_core::server_config::ServerConfigFile;
+use mcp_fleet_e2e::operator_world::{ADMIN_SECRET, admin_login, install_crd, put_admin_secret};
 use mcp_fleet_e2e::{BackgroundBin, TestNamespace, WAIT, WorkspaceBin, eventually};
 use mcp_fleet_operator::crd::{McpTenant, McpTenantStatus, condition};
 use mcp_fleet_testkit::TestDb;
@@ -24,12 +24,9 @@ use mcp_fleet_testkit::otelcol::{Collector, ExportedSpan};
 use mcp_fleet_testkit::pg::unique_name;
 use mcp_fleet_testkit::process::free_port;
 use serde_json::json;
-use sqlx::Executor as _;
 
 #[path = "support/tenant.rs"]
 mod tenant;
-
-const ADMIN_SECRET: &str = "pg-admin";
 
 /// One test's world: a namespace with the CRD installed, a database with the sample stores, an
 /// operator role's URL in an admin Secret.
@@ -47,31 +44,12 @@ impl World {
             mcp_fleet_testkit::pg::insert_sample_stores(&pool).await;
         })
         .await;
-        let op = unique_name("op");
-        let pw = mcp_fleet_core::tenant::generate_password();
-        db.admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "CREATE ROLE {op} LOGIN PASSWORD '{pw}' IN ROLE mcpfleet_operator"
-            )))
-            .await
-            .expect("create the operator role");
-        let admin_url = db.url_as(&op, &pw);
-        let world = World { ns, db, admin_url };
-        world.set_admin_url(&world.admin_url.clone()).await;
-        world
+        let admin_url = admin_login(&ns, &db).await;
+        World { ns, db, admin_url }
     }
 
     async fn set_admin_url(&self, url: &str) {
-        let secret = Secret {
-            metadata: ObjectMeta { name: Some(ADMIN_SECRET.into()), ..ObjectMeta::default() },
-            data: Some(BTreeMap::from([("url".to_owned(), ByteString(url.as_bytes().to_vec()))])),
-            ..Secret::default()
-        };
-        self.ns
-            .api::<Secret>()
-            .patch(ADMIN_SECRET, &PatchParams::apply("e2e").force(), &Patch::Apply(&secret))
-            .await
-            .expect("apply the admin Secret");
+        put_admin_secret(&self.ns, url).await;
     }
 
     /// Starts an operator watching this namespace (leader election on a Lease in it).
@@ -200,12 +178,6 @@ impl Operator {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
     }
-}
-
-async fn install_crd(ns: &TestNamespace) {
-    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/mcptenants.mcpfleet.io.yaml");
-    ns.kubectl(&["apply", "--server-side", "--force-conflicts", "--field-manager=e2e-crd", "-f", crd]).await;
-    ns.wait_crds_established(&["mcptenants.mcpfleet.io"]).await;
 }
 
 fn tenant_name() -> String {

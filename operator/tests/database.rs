@@ -7,7 +7,7 @@ use mcp_fleet_operator::database::{
     AppliedTenant, Databases, DbError, Retired, RoleLimits, apply_tenant, drop_tenant, retire_other_login,
 };
 use mcp_fleet_testkit::TestDb;
-use mcp_fleet_testkit::pg::unique_name;
+use mcp_fleet_testkit::pg::{create_operator_login, unique_name};
 use sqlx::{Connection as _, Executor, PgConnection};
 
 const LIMITS: RoleLimits = RoleLimits { connection_limit: 5, statement_timeout_ms: 3000 };
@@ -19,14 +19,7 @@ async fn database() -> (TestDb, String) {
         mcp_fleet_testkit::pg::insert_sample_stores(&pool).await;
     })
     .await;
-    let op = unique_name("op");
-    let pw = generate_password();
-    db.admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "CREATE ROLE {op} LOGIN PASSWORD '{pw}' IN ROLE mcpfleet_operator"
-        )))
-        .await
-        .expect("create the operator role");
+    let (op, pw) = create_operator_login(&db.admin).await;
     let url = db.url_as(&op, &pw);
     (db, url)
 }

@@ -122,9 +122,9 @@ impl PerSubjectSection {
             "requestsPerMinute",
             self.requests_per_minute,
             DEFAULT_PER_SUBJECT_REQUESTS_PER_MINUTE,
-            100_000,
+            1_000_000,
         );
-        let burst = bounded("burst", self.burst, requests_per_minute.max(1), 100_000);
+        let burst = bounded("burst", self.burst, requests_per_minute.max(1), 1_000_000);
         PerSubjectLimits { max_concurrent, requests_per_minute, burst }
     }
 }
@@ -473,14 +473,14 @@ mod tests {
         );
         file.limits.per_subject = PerSubjectSection {
             max_concurrent: Some(0),
-            requests_per_minute: Some(1_000_000),
+            requests_per_minute: Some(10_000_000),
             burst: Some(0),
         };
         let problems = file.validate().join("\n");
         for needle in [
             "limits.perSubject.maxConcurrent must be between 1 and 1000, got 0",
-            "limits.perSubject.requestsPerMinute must be between 1 and 100000, got 1000000",
-            "limits.perSubject.burst must be between 1 and 100000, got 0",
+            "limits.perSubject.requestsPerMinute must be between 1 and 1000000, got 10000000",
+            "limits.perSubject.burst must be between 1 and 1000000, got 0",
         ] {
             assert!(problems.contains(needle), "{needle:?} missing in {problems}");
         }

@@ -12,6 +12,7 @@
 //! Every wait is bounded; all traffic is on loopback. Starts processes, talks to the API server
 //! and PostgreSQL.
 
+mod floor;
 mod probe;
 mod world;
 
@@ -28,6 +29,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Resource, ResourceExt};
+use mcp_fleet_e2e::operator_world::{ADMIN_SECRET, admin_login, install_crd};
 use mcp_fleet_e2e::{TestNamespace, WorkspaceBin};
 use mcp_fleet_operator::crd::{McpTenant, condition};
 use mcp_fleet_operator::resources::{MANAGED_BY_LABEL, MANAGER};
@@ -37,7 +39,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::probe::{ApiCounters, CpuUse, OperatorCounters, Watched};
-use crate::world::{ADMIN_SECRET, OperatorArgs, OperatorProcess};
+use crate::world::{OperatorArgs, OperatorProcess};
 
 /// McpTenants created at the same time by the benchmark's own client.
 const CREATE_PARALLELISM: usize = 8;
@@ -114,6 +116,8 @@ struct Round {
     /// `None`: not converged within the timeout.
     converged_in: Option<Duration>,
     converged: usize,
+    /// The control plane's floor for the same objects without the operator (see `floor`).
+    floor: Duration,
     children_ok: String,
     roles: i64,
     converge_op: OperatorCounters,
@@ -159,11 +163,11 @@ async fn bench() {
     // that no operator removes once the round's operator has stopped).
     let mut keep = Vec::new();
     for &n in &o.tenants {
-        let (round, ns) = round(&bin, n, &o).await;
+        let (round, namespaces) = round(&bin, n, &o).await;
         print_round(&round);
         let done = round.converged_in.is_some();
         rounds.push(round);
-        keep.push(ns);
+        keep.extend(namespaces);
         if !done {
             eprintln!(
                 "bench-operator: {n} tenants did not converge in {:?}; skipping larger rounds",
@@ -181,7 +185,7 @@ async fn bench() {
     drop(keep);
 }
 
-async fn round(bin: &Path, n: usize, o: &Options) -> (Round, TestNamespace) {
+async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2]) {
     let mut r = Round {
         tenants: n,
         concurrency: o.concurrency.map(|c| c.to_string()).unwrap_or_else(|| "8 (default)".into()),
@@ -191,10 +195,23 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, TestNamespace) {
     let resync = r.resync;
     eprintln!("bench-operator: round of {n} tenants (resync {resync:?}): setting up");
     let ns = TestNamespace::new(&format!("bench-op-{n}")).await;
-    world::install_crd(&ns).await;
+    install_crd(&ns).await;
     let db = world::database(n).await;
-    let url = world::operator_role(&db).await;
-    world::admin_secret(&ns, &url).await;
+    let url = admin_login(&ns, &db).await;
+    let prefix = || {
+        let n: u32 = rand::rng().random();
+        format!("b{:06x}", n & 0xff_ffff)
+    };
+
+    // The floor first, in a namespace of its own, then a pause until the Deployment controller
+    // has caught up with it.
+    let floor_ns = TestNamespace::new(&format!("bench-floor-{n}")).await;
+    let concurrency = o.concurrency.unwrap_or(8);
+    eprintln!("bench-operator: the control plane's floor for {n} tenants ({concurrency} writers) ...");
+    r.floor = floor::run(&floor_ns, n, concurrency.into(), &url, &prefix()).await;
+    eprintln!("bench-operator: floor: {n} McpTenants with their children and status in {:.1?}", r.floor);
+    settle(&floor_ns, n, Duration::from_secs(600)).await;
+
     let dir = ns.plane().run_dir().to_path_buf();
     let kubeconfig = world::operator_kubeconfig(&ns, &dir).await;
     let op = OperatorProcess::start(
@@ -203,7 +220,7 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, TestNamespace) {
             namespace: ns.name(),
             kubeconfig: &kubeconfig,
             resync,
-            concurrency: o.concurrency.unwrap_or(8),
+            concurrency,
             log: dir.join(format!("operator-{}.log", ns.name())),
         },
     )
@@ -211,10 +228,7 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, TestNamespace) {
     let watched = watched(&ns, &db, &op);
     let hz = probe::clock_ticks();
     let tenants: Api<McpTenant> = ns.api();
-    let prefix: String = {
-        let n: u32 = rand::rng().random();
-        format!("b{:06x}", n & 0xff_ffff)
-    };
+    let prefix = prefix();
 
     // Converge: create every McpTenant, wait for every status to say so.
     r.load_before = probe::load_average();
@@ -301,7 +315,7 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, TestNamespace) {
     // count what changed. With resyncs due every `resync / n` the operator is never quiet, so
     // the window ends once it has reconciled at least `n` times.
     if r.converged_in.is_some() {
-        settle(&ns, n, Duration::from_secs(180)).await;
+        settle(&ns, n, Duration::from_secs(600)).await;
         let marks0 = write_marks(&ns).await;
         let tuples0 = db_tuples(&db).await;
         let api0 = api_counters(&ns).await;
@@ -332,7 +346,7 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, TestNamespace) {
     r.peak_rss_mib = op.peak_rss_mib();
     r.rss_after_mib = op.rss_mib();
     op.stop().await;
-    (r, ns)
+    (r, [ns, floor_ns])
 }
 
 /// The processes whose CPU time is attributed: the operator, the control plane's three, and
@@ -422,18 +436,34 @@ async fn converged(api: &Api<McpTenant>) -> (usize, usize) {
     (ok, list.len())
 }
 
-/// Waits (at most `timeout`) until the Deployment controller has observed all `n` Deployments,
-/// then 5 s more for the reconciles that this set off.
+/// Waits (at most `timeout`) until the Deployment and ReplicaSet controllers are done with all `n`
+/// Deployments of `ns` (the latest generation observed and every pod created, so their status
+/// stops changing; the pods stay Pending without a kubelet), then 5 s more for the reconciles
+/// that this set off. kube-controller-manager writes at its default 20 requests/s, so 1,000
+/// Deployments take it well over a minute after their creation.
 async fn settle(ns: &TestNamespace, n: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
     let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     loop {
         let list = ns.api::<Deployment>().list(&lp).await.expect("list Deployments").items;
-        let seen = list
+        let done = list
             .iter()
-            .filter(|d| d.status.as_ref().and_then(|s| s.observed_generation) == d.metadata.generation)
+            .filter(|d| {
+                let status = d.status.clone().unwrap_or_default();
+                let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                status.observed_generation == d.metadata.generation
+                    && status.updated_replicas.unwrap_or(0) >= wanted
+            })
             .count();
-        if seen >= n || Instant::now() > deadline {
+        if done >= n {
+            eprintln!("bench-operator: {} settled after {:.1?}", ns.name(), started.elapsed());
+            break;
+        }
+        if started.elapsed() > timeout {
+            eprintln!(
+                "bench-operator: {} NOT settled after {timeout:?}: {done} of {n} Deployments done",
+                ns.name()
+            );
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -556,6 +586,11 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
+/// `a` as a multiple of `b`.
+fn ratio(a: Duration, b: Duration) -> String {
+    if b.is_zero() { "–".into() } else { format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64()) }
+}
+
 fn per(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.1}", a / b) } else { "–".into() }
 }
@@ -577,7 +612,14 @@ fn round_lines(r: &Round) -> Vec<String> {
     let mut lines = vec![
         format!("created (benchmark client, {CREATE_PARALLELISM} at a time): {}", secs(r.created_in)),
         match r.converged_in {
-            Some(d) => format!("converged: {} / {} in {}", r.converged, r.tenants, secs(d)),
+            Some(d) => format!(
+                "converged: {} / {} in {}: {} the control plane's floor ({}, same objects written by a plain client)",
+                r.converged,
+                r.tenants,
+                secs(d),
+                ratio(d, r.floor),
+                secs(r.floor)
+            ),
             None => format!("NOT converged: {} / {} within the timeout", r.converged, r.tenants),
         },
         format!(
@@ -656,20 +698,22 @@ fn markdown(rounds: &[Round], started: &str, o: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| McpTenants | converged in | 50 % at | reconciles | failures | API req / reconcile | idle resync: writes | idle: API req / reconcile | peak RSS |"
+        "| McpTenants | converged in | floor (same run) | converged / floor | 50 % at | reconciles | failures | API req / reconcile | idle resync: writes | idle: API req / reconcile | peak RSS |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rounds {
         let half = r.milestones.iter().find(|(k, _)| *k == r.tenants.div_ceil(2)).map(|(_, d)| secs(*d));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB |",
             r.tenants,
             r.converged_in.map(secs).unwrap_or_else(|| format!(
                 "not in {} s ({} done)",
                 o.timeout.as_secs(),
                 r.converged
             )),
+            secs(r.floor),
+            r.converged_in.map(|d| ratio(d, r.floor)).unwrap_or_else(|| "–".into()),
             half.unwrap_or_else(|| "–".into()),
             r.converge_op.reconciles,
             r.converge_op.failures,

@@ -1,29 +1,25 @@
-//! One benchmark round's world: a namespace with the CRD, a fresh database with the 8 sample stores
-//! plus one extra store per tenant, an operator database role and admin Secret, a ServiceAccount
-//! identity for the operator, and the release operator binary run as a local process.
+//! One benchmark round's world: a fresh database with the 8 sample stores plus one extra store per
+//! tenant, a ServiceAccount identity for the operator, and the release operator binary run as a
+//! local process. The CRD, the operator's database role and the admin Secret come from
+//! `mcp_fleet_e2e::operator_world`, as in the tests.
 //! Talks to the API server and PostgreSQL, starts and stops processes.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::Api;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, PostParams};
 use kube::config::Kubeconfig;
 use mcp_fleet_e2e::TestNamespace;
 use mcp_fleet_e2e::workspace_bin::is_alive;
 use mcp_fleet_testkit::TestDb;
-use mcp_fleet_testkit::pg::unique_name;
 use mcp_fleet_testkit::process::{Guarded, free_port};
-use sqlx::Executor as _;
 
 use crate::probe;
 
-pub const ADMIN_SECRET: &str = "pg-admin";
 const OPERATOR_SA: &str = "mcp-fleet-operator";
 
 /// The name of extra store `i` (1-based) that the benchmark adds for tenant `i`.
@@ -44,46 +40,6 @@ pub async fn database(stores: usize) -> TestDb {
             .expect("insert the benchmark's stores");
     })
     .await
-}
-
-/// A login role in `mcpfleet_operator` (never a superuser), as the operator runs in production;
-/// returns its URL.
-pub async fn operator_role(db: &TestDb) -> String {
-    let op = unique_name("op");
-    let pw = mcp_fleet_core::tenant::generate_password();
-    db.admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "CREATE ROLE {op} LOGIN PASSWORD '{pw}' IN ROLE mcpfleet_operator"
-        )))
-        .await
-        .expect("create the operator role");
-    db.url_as(&op, &pw)
-}
-
-pub async fn install_crd(ns: &TestNamespace) {
-    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/mcptenants.mcpfleet.io.yaml");
-    ns.kubectl(&["apply", "--server-side", "--force-conflicts", "--field-manager=bench-crd", "-f", crd])
-        .await;
-    // Right after the apply the CRD may have no conditions yet, and `kubectl wait` then fails
-    // at once ("accessor error: <nil>") instead of waiting: ask again, for at most 60 s.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let args = ["wait", "--for=condition=Established", "crd/mcptenants.mcpfleet.io", "--timeout=10s"];
-    while !ns.kubectl_output(&args, None).await.status.success() {
-        assert!(Instant::now() < deadline, "the McpTenant CRD is not Established after 60 s");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-pub async fn admin_secret(ns: &TestNamespace, url: &str) {
-    let secret = Secret {
-        metadata: ObjectMeta { name: Some(ADMIN_SECRET.into()), ..ObjectMeta::default() },
-        data: Some(BTreeMap::from([("url".to_owned(), ByteString(url.as_bytes().to_vec()))])),
-        ..Secret::default()
-    };
-    ns.api::<Secret>()
-        .patch(ADMIN_SECRET, &PatchParams::apply("bench").force(), &Patch::Apply(&secret))
-        .await
-        .expect("apply the admin Secret");
 }
 
 /// A kubeconfig for a ServiceAccount of the namespace bound to `cluster-admin`: the operator's
@@ -162,6 +118,9 @@ pub struct OperatorArgs<'a> {
     pub log: PathBuf,
 }
 
+/// The server image the benchmark's operator puts in Deployments (no pod ever runs it).
+pub const SERVER_IMAGE: &str = "mcp-fleet-server:bench";
+
 impl OperatorProcess {
     pub async fn start(bin: &Path, a: OperatorArgs<'_>) -> OperatorProcess {
         let port = free_port();
@@ -192,7 +151,7 @@ impl OperatorProcess {
             "--concurrency",
             &concurrency,
             "--server-image",
-            "mcp-fleet-server:bench",
+            SERVER_IMAGE,
             "--log-format",
             "json",
         ];

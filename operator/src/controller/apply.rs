@@ -1,17 +1,21 @@
 //! Apply, the step after build: server-side apply of the children under one field manager, and
 //! deletion of children the spec no longer wants (only when this McpTenant owns them), through
-//! one generic [`apply_or_delete`]. Does I/O (Kubernetes API).
+//! one generic [`Applier::apply_or_delete`]. What the watch shows unchanged since this operator
+//! applied it is not sent again. Does I/O (Kubernetes API).
 
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::applied::{Applied, Stamp, fingerprint};
+use super::watched::{Seen, Watchable, Watched};
 use crate::build::{Children, Optional};
 use crate::resources::{MANAGER, REPLICAS_HANDOVER_MANAGER};
 
@@ -101,7 +105,7 @@ where
     let Some(existing) = api.get_opt(name).await.map_err(|e| err("reading", e))? else {
         return Ok(false);
     };
-    if !existing.owner_references().iter().any(|o| o.uid == owner_uid) {
+    if !owned_by(existing.meta(), owner_uid) {
         return Ok(false);
     }
     match api.delete(name, &DeleteParams::background()).await {
@@ -111,40 +115,93 @@ where
     }
 }
 
-/// Applies `child` when the spec wants it, else deletes the object of its name if `owner_uid`
-/// owns it. Returns what the API server stored, for an applied child.
-pub async fn apply_or_delete<K>(
-    client: &Client,
-    ns: &str,
-    owner_uid: &str,
-    child: &Optional<K>,
-) -> Result<Option<K>, ApplyError>
-where
-    K: Child,
-{
-    match &child.object {
-        Some(object) => apply(client, object).await.map(Some),
-        None => delete_owned::<K>(client, ns, &child.name, owner_uid).await.map(|_| None),
+fn owned_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|o| o.uid == owner_uid)
+}
+
+/// Applies one McpTenant's children, skipping what the watch shows unchanged since this
+/// operator applied it (see [`Applied`]): a reconcile that changes nothing sends no request.
+pub struct Applier<'a> {
+    pub client: &'a Client,
+    pub watched: &'a Watched,
+    pub applied: &'a Applied,
+    pub namespace: &'a str,
+    pub owner_uid: &'a str,
+}
+
+impl Applier<'_> {
+    /// Applies `obj` unless the watch shows it as the last apply of the same object left it.
+    /// Returns what the API server stored, or `None` when nothing was sent.
+    pub async fn apply<K: Watchable>(&self, obj: &K) -> Result<Option<K>, ApplyError> {
+        let (kind, name) = (K::kind(&()), obj.name_any());
+        let desired = fingerprint(obj);
+        let seen = match K::seen(self.watched, self.namespace, &name) {
+            Seen::Present(meta) => Some(Stamp::of(&meta)),
+            Seen::Absent | Seen::NotListed => None,
+        };
+        if self.applied.unchanged(self.owner_uid, &kind, &name, desired, seen.as_ref()) {
+            return Ok(None);
+        }
+        match apply(self.client, obj).await {
+            Ok(stored) => {
+                self.applied.record(self.owner_uid, &kind, &name, desired, Stamp::of(stored.meta()));
+                Ok(Some(stored))
+            }
+            Err(e) => {
+                self.applied.forget(self.owner_uid, &kind, &name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies `child` when the spec wants it, else deletes the object of its name if this
+    /// McpTenant owns it: as the watch shows it, or, before the watch has listed, as the API
+    /// server does.
+    pub async fn apply_or_delete<K: Watchable>(&self, child: &Optional<K>) -> Result<(), ApplyError> {
+        if let Some(object) = &child.object {
+            return self.apply(object).await.map(drop);
+        }
+        self.applied.forget(self.owner_uid, &K::kind(&()), &child.name);
+        match K::seen(self.watched, self.namespace, &child.name) {
+            Seen::Absent => Ok(()),
+            Seen::Present(meta) if !owned_by(&meta, self.owner_uid) => Ok(()),
+            Seen::Present(_) | Seen::NotListed => {
+                delete_owned::<K>(self.client, self.namespace, &child.name, self.owner_uid).await.map(drop)
+            }
+        }
+    }
+
+    /// The Deployment, applied unless unchanged; either way as the API server has it now.
+    async fn deployment(&self, desired: &Deployment) -> Result<Deployment, ApplyError> {
+        if let Some(stored) = self.apply(desired).await? {
+            return Ok(stored);
+        }
+        match self.watched.deployment(self.namespace, &desired.name_any()) {
+            Some(live) => Ok(live.as_ref().clone()),
+            // The watch dropped it between the two looks: ask the API server.
+            None => apply(self.client, desired).await,
+        }
     }
 }
 
-/// Writes every child in order (the Deployment after what its pods mount); returns the applied
-/// Deployment, whose status says how the rollout goes.
-pub async fn apply_children(client: &Client, children: &Children) -> Result<Deployment, ApplyError> {
-    let (ns, uid) = (children.namespace.as_str(), children.owner_uid.as_str());
-    apply_or_delete(client, ns, uid, &children.service_account).await?;
-    apply(client, &children.credentials).await?;
-    apply(client, &children.config_map).await?;
-    apply(client, &children.service).await?;
+/// Writes every child in order (the Deployment after what its pods mount); returns the
+/// Deployment as the API server has it, whose status says how the rollout goes.
+pub async fn apply_children(a: &Applier<'_>, children: &Children) -> Result<Deployment, ApplyError> {
+    a.apply_or_delete(&children.service_account).await?;
+    if let Some(stored) = a.apply(&children.credentials).await? {
+        a.watched.remember_secret(&stored);
+    }
+    a.apply(&children.config_map).await?;
+    a.apply(&children.service).await?;
     let deployment = match &children.autoscaler.object {
-        Some(hpa) => apply(client, &hand_replicas_to(client, &children.deployment, hpa).await?).await?,
-        None => apply(client, &children.deployment).await?,
+        Some(hpa) => a.deployment(&hand_replicas_to(a, &children.deployment, hpa).await?).await?,
+        None => a.deployment(&children.deployment).await?,
     };
-    apply_or_delete(client, ns, uid, &children.autoscaler).await?;
-    apply(client, &children.disruption_budget).await?;
-    apply_or_delete(client, ns, uid, &children.network_policy).await?;
-    apply_or_delete(client, ns, uid, &children.ingress).await?;
-    apply_or_delete(client, ns, uid, &children.backup).await?;
+    a.apply_or_delete(&children.autoscaler).await?;
+    a.apply(&children.disruption_budget).await?;
+    a.apply_or_delete(&children.network_policy).await?;
+    a.apply_or_delete(&children.ingress).await?;
+    a.apply_or_delete(&children.backup).await?;
     Ok(deployment)
 }
 
@@ -158,17 +215,23 @@ pub async fn apply_children(client: &Client, children: &Children) -> Result<Depl
 /// next scale takes it from there. A Deployment that does not exist yet starts at `minReplicas`.
 /// Costs one read per reconcile while autoscaling is on, and one more write at the handover.
 async fn hand_replicas_to(
-    client: &Client,
+    a: &Applier<'_>,
     desired: &Deployment,
     hpa: &HorizontalPodAutoscaler,
 ) -> Result<Deployment, ApplyError> {
-    let (ns, name) = (desired.namespace().unwrap_or_default(), desired.name_any());
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let (ns, name) = (a.namespace, desired.name_any());
+    let api: Api<Deployment> = Api::namespaced(a.client.clone(), ns);
     let err = |verb, source| ApplyError { verb, kind: "Deployment".into(), name: name.clone(), source };
     let min = hpa.spec.min_replicas.unwrap_or(1);
     let max = hpa.spec.max_replicas.max(min);
     let mut desired = desired.clone();
-    let Some(live) = api.get_opt(&name).await.map_err(|e| err("reading", e))? else {
+    // The watch's copy; the API server's when the watch shows none (not listed yet, or created
+    // just now).
+    let live = match a.watched.deployment(ns, &name) {
+        Some(live) => Some(live.as_ref().clone()),
+        None => api.get_opt(&name).await.map_err(|e| err("reading", e))?,
+    };
+    let Some(live) = live else {
         if let Some(spec) = desired.spec.as_mut() {
             spec.replicas = Some(min);
         }

@@ -19,6 +19,8 @@ use crate::validate;
 
 pub async fn cleanup(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics.set_conditions(&super::key(&t), None);
+    // Kubernetes collects the children: nothing of them to remember.
+    ctx.applied.forget_owner(&t.uid().unwrap_or_default());
     let Ok(tenant) = validate::tenant_name(&t) else {
         return Ok(Action::await_change()); // never valid, so never created
     };
@@ -42,7 +44,7 @@ pub async fn cleanup(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Error> 
         event(&ctx.recorder, &t, false, "RolesRetained", note).await;
         return Ok(Action::await_change());
     }
-    let admin_url = match dereference::admin_url(&ctx.client, &t, ctx.defaults.admin_url.as_deref())
+    let admin_url = match dereference::admin_url(ctx, &t)
         .await
         .map_err(Error::read("the admin database Secret"))?
     {

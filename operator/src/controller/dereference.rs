@@ -1,15 +1,14 @@
 //! Dereference, the first step of a reconcile: reads what it needs besides the McpTenant itself —
 //! the admin database URL (from the referenced Secret or the operator's default), the existing
 //! credentials, the other McpTenants and the newest successful backup Job. Does I/O (Kubernetes
-//! API; McpTenants and Jobs come from watch caches).
+//! API, only for a Secret not read before or changed since; the rest comes from watch caches).
 
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::runtime::reflector::Store;
-use kube::{Api, Client, ResourceExt};
 
 use super::status::Verdict;
 use super::{Context, Error};
@@ -29,14 +28,18 @@ pub struct Dereferenced {
     pub last_backup: Option<Time>,
 }
 
-/// Reads everything `t`'s reconcile needs: two Secrets from the API, the rest from caches.
+/// Reads everything `t`'s reconcile needs, from the watch caches where they can answer.
 pub async fn dereference(ctx: &Context, t: &McpTenant) -> Result<Dereferenced, Error> {
     let ns = t.namespace().unwrap_or_default();
     let name = t.name_any();
-    let admin_url = admin_url(&ctx.client, t, ctx.defaults.admin_url.as_deref())
+    let admin_url = admin_url(ctx, t).await.map_err(Error::read("the admin database Secret"))?;
+    let stored = ctx
+        .watched
+        .secret(&ctx.client, &ns, &names::credentials_secret(&name))
         .await
-        .map_err(Error::read("the admin database Secret"))?;
-    let stored = credentials(&ctx.client, &ns, &name).await.map_err(Error::read("the credentials Secret"))?;
+        .map_err(Error::read("the credentials Secret"))?
+        .as_deref()
+        .and_then(read_credentials);
     Ok(Dereferenced {
         admin_url,
         stored,
@@ -46,22 +49,17 @@ pub async fn dereference(ctx: &Context, t: &McpTenant) -> Result<Dereferenced, E
 }
 
 /// The admin URL, or why there is none (a condition the user can act on).
-pub async fn admin_url(
-    client: &Client,
-    tenant: &McpTenant,
-    default: Option<&str>,
-) -> Result<Result<String, Verdict>, kube::Error> {
+pub async fn admin_url(ctx: &Context, tenant: &McpTenant) -> Result<Result<String, Verdict>, kube::Error> {
     let ns = tenant.namespace().unwrap_or_default();
     let Some(r) = &tenant.spec.database.admin_secret_ref else {
-        return Ok(default.map(str::to_owned).ok_or_else(|| {
+        return Ok(ctx.defaults.admin_url.clone().ok_or_else(|| {
             Verdict::failed(
                 "NoAdminConnection",
                 "no admin database connection: set spec.database.adminSecretRef or start the operator with --database-url",
             )
         }));
     };
-    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let Some(secret) = api.get_opt(&r.name).await? else {
+    let Some(secret) = ctx.watched.secret(&ctx.client, &ns, &r.name).await? else {
         return Ok(Err(Verdict::failed(
             "AdminSecretMissing",
             format!(
@@ -82,12 +80,6 @@ pub async fn admin_url(
             format!("key {:?} of Secret {ns}/{} is not UTF-8 text", r.key, r.name),
         )),
     })
-}
-
-/// The credentials in the tenant's Secret, if it exists and holds a password.
-pub async fn credentials(client: &Client, ns: &str, name: &str) -> Result<Option<Credentials>, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    Ok(api.get_opt(&names::credentials_secret(name)).await?.as_ref().and_then(read_credentials))
 }
 
 /// Completion time of the newest successful backup Job of McpTenant `name`.

@@ -2,6 +2,7 @@
 //! database → apply → status; see `reconcile`), the finalizer, and error handling with
 //! per-object backoff. Does I/O (Kubernetes API, PostgreSQL).
 
+mod applied;
 mod apply;
 mod backoff;
 mod cleanup;
@@ -10,6 +11,7 @@ mod dereference;
 mod pipeline_tests;
 mod reconcile;
 pub mod status;
+mod watched;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +31,11 @@ use kube::runtime::{WatchStreamExt as _, finalizer, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument as _, field, info_span, warn};
 
+use self::applied::Applied;
 pub use self::apply::ApplyError;
 pub use self::backoff::Backoff;
 pub use self::dereference::Dereferenced;
+use self::watched::Watched;
 use crate::crd::McpTenant;
 use crate::database::{Databases, DbError};
 use crate::metrics::Metrics;
@@ -52,6 +56,10 @@ pub struct Context {
     pub tenants: Store<McpTenant>,
     /// Backup Jobs (for `status.lastBackup`).
     pub jobs: Store<Job>,
+    /// The children and Secrets as the watches show them.
+    pub watched: Watched,
+    /// What this operator applied, to skip applies whose result the watches already show.
+    pub applied: Applied,
     pub backoff: Backoff,
     /// How often a healthy McpTenant is looked at again.
     pub resync: Duration,
@@ -201,22 +209,17 @@ fn acted_on(t: &McpTenant) -> Option<u64> {
 /// The changes of an owned child that matter to its McpTenant: its spec (generation) and its
 /// deletion. For children whose status other controllers keep writing (PDB, HPA, CronJob, Ingress)
 /// and the operator never reads: those writes trigger no reconcile. Only for kinds with a
-/// generation; metadata-only watch, as `Controller::owns`.
+/// generation.
 fn spec_changes<K>(
-    api: Api<PartialObjectMeta<K>>,
-    config: watcher::Config,
+    events: impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>>
+    + Send
+    + 'static,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let mut generations: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    watcher(api, config).default_backoff().filter_map(move |event| {
+    events.filter_map(move |event| {
         let out = match event {
             Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
                 let generation = o.metadata.generation.unwrap_or_default();
@@ -232,6 +235,25 @@ where
         };
         std::future::ready(out)
     })
+}
+
+/// A metadata-only watch of `api`'s objects under `config`, kept in `writer`'s cache.
+fn cached_metadata<K>(
+    api: Api<PartialObjectMeta<K>>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<PartialObjectMeta<K>>,
+) -> impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let trimmed = watcher(api, config).modify(|o| watched::trim_metadata(&mut o.metadata));
+    reflector::reflector(writer, trimmed).default_backoff()
 }
 
 /// McpTenants to reconcile when a Secret changes: its owner, and every McpTenant in the same
@@ -281,9 +303,11 @@ pub async fn run(
     let job_events = reflector::reflector(jobs_writer, watcher(api::<Job>(&client, ns), managed.clone()))
         .default_backoff()
         .touched_objects();
-    let secret_events = watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default())
-        .default_backoff()
-        .touched_objects();
+    let (watched, w) = Watched::new();
+    // Every Secret's metadata (not its data): the admin Secrets are the user's, not labelled.
+    let secret_events =
+        cached_metadata(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default(), w.secrets)
+            .touched_objects();
 
     let (tenants, tenants_writer) = reflector::store::<McpTenant>();
     let tenant_events = reflector::reflector(
@@ -306,25 +330,59 @@ pub async fn run(
         metrics,
         tenants,
         jobs,
+        watched,
+        applied: Applied::default(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
         resync: settings.resync,
     });
+    // The Deployment whole (its rollout status goes into the McpTenant's); the other children as
+    // metadata.
+    let deployments = watcher(api::<Deployment>(&client, ns), managed.clone())
+        .modify(|d| watched::trim_deployment(d, MANAGER));
+    let deployments = reflector::reflector(w.deployments, deployments).default_backoff().touched_objects();
     controller
-        .owns(api::<Deployment>(&client, ns), managed.clone())
-        .owns(api::<ConfigMap>(&client, ns), managed.clone())
-        .owns(api::<Service>(&client, ns), managed.clone())
-        .owns(api::<ServiceAccount>(&client, ns), managed.clone())
-        .owns_stream(spec_changes(
+        .owns_stream(deployments)
+        .owns_stream(
+            cached_metadata(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone(), w.config_maps)
+                .touched_objects(),
+        )
+        .owns_stream(
+            cached_metadata(api::<PartialObjectMeta<Service>>(&client, ns), managed.clone(), w.services)
+                .touched_objects(),
+        )
+        .owns_stream(
+            cached_metadata(
+                api::<PartialObjectMeta<ServiceAccount>>(&client, ns),
+                managed.clone(),
+                w.service_accounts,
+            )
+            .touched_objects(),
+        )
+        .owns_stream(spec_changes(cached_metadata(
             api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
             managed.clone(),
-        ))
-        .owns_stream(spec_changes(
+            w.autoscalers,
+        )))
+        .owns_stream(spec_changes(cached_metadata(
             api::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
             managed.clone(),
-        ))
-        .owns_stream(spec_changes(api::<PartialObjectMeta<NetworkPolicy>>(&client, ns), managed.clone()))
-        .owns_stream(spec_changes(api::<PartialObjectMeta<Ingress>>(&client, ns), managed.clone()))
-        .owns_stream(spec_changes(api::<PartialObjectMeta<CronJob>>(&client, ns), managed.clone()))
+            w.disruption_budgets,
+        )))
+        .owns_stream(spec_changes(cached_metadata(
+            api::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
+            managed.clone(),
+            w.network_policies,
+        )))
+        .owns_stream(spec_changes(cached_metadata(
+            api::<PartialObjectMeta<Ingress>>(&client, ns),
+            managed.clone(),
+            w.ingresses,
+        )))
+        .owns_stream(spec_changes(cached_metadata(
+            api::<PartialObjectMeta<CronJob>>(&client, ns),
+            managed.clone(),
+            w.cron_jobs,
+        )))
         .watches_stream(secret_events, move |s| secret_triggers(&tenants_for_secrets.state(), &s))
         .watches_stream(job_events, |job: Job| {
             let ns = job.namespace().unwrap_or_default();

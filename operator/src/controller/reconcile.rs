@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use mcp_fleet_core::tenant::{generate_password, scram_verifier};
 use tracing::info;
 
-use super::apply::apply_children;
+use super::apply::{Applier, apply_children};
 use super::dereference::{Dereferenced, dereference};
 use super::status::{
     Observation, Verdict, backup_verdict, desired_status, event, observe_workload, publish, rolled_out,
@@ -60,7 +60,14 @@ pub async fn apply_tenant(t: Arc<McpTenant>, ctx: &Context) -> Result<Action, Er
 
     // Kubernetes children. A refused child (quota, admission, RBAC, conflict) is said in the
     // status and an Event, then retried with backoff.
-    let deployment = match apply_children(&ctx.client, &children).await {
+    let applier = Applier {
+        client: &ctx.client,
+        watched: &ctx.watched,
+        applied: &ctx.applied,
+        namespace: &children.namespace,
+        owner_uid: &children.owner_uid,
+    };
+    let deployment = match apply_children(&applier, &children).await {
         Ok(d) => d,
         Err(e) => {
             obs.workload = Some(Verdict::failed(e.reason(), e.to_string()));

@@ -69,6 +69,18 @@ pub fn observe_workload(obs: &mut Observation, d: &Deployment) {
         Verdict::failed("Progressing", "the Deployment controller has not seen the latest spec yet")
     } else if available >= desired && updated >= desired {
         Verdict::ok("Available", format!("{available} of {desired} replicas available"))
+    } else if let Some(stuck) =
+        status.conditions.iter().flatten().find(|c| c.type_ == "Progressing" && c.status == "False")
+    {
+        // Past `progressDeadlineSeconds` without progress (pods crash-looping, say): a failure.
+        Verdict::failed(
+            stuck.reason.as_deref().unwrap_or("ProgressDeadlineExceeded"),
+            format!(
+                "{available} of {desired} replicas available: {}; see `kubectl describe deployment {}`",
+                stuck.message.as_deref().unwrap_or("the rollout stopped making progress"),
+                d.name_any()
+            ),
+        )
     } else {
         Verdict::failed(
             "Progressing",
@@ -200,15 +212,17 @@ pub fn desired_status(previous: Option<&McpTenantStatus>, obs: &Observation, now
     }
 }
 
-/// Conditions whose status or reason changed (or appeared), for Events. Reconciling is left out:
-/// Ready already tells the same story.
+/// Conditions whose status or reason changed (or appeared), for Events. Reconciling, and Ready
+/// while False, are left out: they repeat the reason of the condition that holds the tenant back,
+/// which has an Event of its own (so a failure is told once, and a new tenant costs one request
+/// fewer). Ready turning True is told.
 pub fn condition_changes<'a>(
     previous: Option<&McpTenantStatus>,
     next: &'a McpTenantStatus,
 ) -> Vec<&'a Condition> {
     next.conditions
         .iter()
-        .filter(|n| n.type_ != c::RECONCILING)
+        .filter(|n| n.type_ != c::RECONCILING && !(n.type_ == c::READY && n.status != "True"))
         .filter(|n| {
             previous
                 .and_then(|p| p.condition(&n.type_))
@@ -240,7 +254,8 @@ pub async fn publish(
     api.patch_status(&tenant.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     let reference = tenant.object_ref(&());
     for cond in condition_changes(previous, next) {
-        let good = cond.status == "True" || cond.reason == "NotConfigured";
+        // A rollout in progress is how every change starts, not a failure: Normal, not Warning.
+        let good = cond.status == "True" || matches!(cond.reason.as_str(), "NotConfigured" | "Progressing");
         let event = Event {
             type_: if good && cond.type_ != c::STALLED { EventType::Normal } else { EventType::Warning },
             reason: cond.reason.clone(),
@@ -339,7 +354,7 @@ mod tests {
         assert_eq!(s.store_ids, vec![1]);
         let changed: Vec<&str> =
             condition_changes(Some(&first), &s).iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(changed, [c::READY, c::DATABASE_READY]);
+        assert_eq!(changed, [c::DATABASE_READY], "the failure is told once, not again as Ready");
     }
 
     #[test]
@@ -394,6 +409,22 @@ mod tests {
         );
         let (v, ..) = workload(&deployment(0, 3, 1, 0, 0));
         assert_eq!((v.ok, v.reason.as_str()), (true, "ScaledToZero"));
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_is_a_failure_not_progress() {
+        use k8s_openapi::api::apps::v1::DeploymentCondition;
+        let mut d = deployment(2, 3, 3, 1, 2);
+        d.status.as_mut().unwrap().conditions = Some(vec![DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "False".into(),
+            reason: Some("ProgressDeadlineExceeded".into()),
+            message: Some("ReplicaSet \"seattle-5d4\" has timed out progressing.".into()),
+            ..Default::default()
+        }]);
+        let (v, ..) = workload(&d);
+        assert_eq!((v.ok, v.reason.as_str()), (false, "ProgressDeadlineExceeded"));
+        assert!(v.message.contains("timed out progressing") && v.message.contains("1 of 2"), "{v:?}");
     }
 
     #[test]

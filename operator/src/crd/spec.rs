@@ -150,7 +150,7 @@ pub struct DatabaseSpec {
     #[serde(default = "default_statement_timeout_ms")]
     #[schemars(range(min = 100, max = 3_600_000))]
     pub statement_timeout_ms: i32,
-    /// Pool size of each server replica.
+    /// Pool size of each server replica (default 10), one connection of it the audit trail's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_connections_per_replica: Option<u32>,

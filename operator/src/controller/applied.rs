@@ -1,0 +1,143 @@
+//! What this operator last applied to each child, and whether the watch still shows the object
+//! as that apply left it: a reconcile then skips the server-side apply, whose answer would be the
+//! same object. Pure (no I/O); the watch caches are in [`super::watched`].
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+/// One version of an object, as far as deciding "unchanged since our apply" goes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stamp {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+    /// Labels, annotations and owner references, hashed: what changes without a new generation.
+    metadata: u64,
+}
+
+impl Stamp {
+    pub fn of(m: &ObjectMeta) -> Self {
+        Self {
+            uid: m.uid.clone(),
+            resource_version: m.resource_version.clone(),
+            generation: m.generation,
+            metadata: fingerprint(&(&m.labels, &m.annotations, &m.owner_references)),
+        }
+    }
+
+    /// Whether `now` is the object this stamp recorded: the same resourceVersion, or, for kinds
+    /// with a generation, the same generation, labels, annotations and owners. Those kinds
+    /// (Deployment, HPA, PDB, NetworkPolicy, Ingress, CronJob) count every spec change in their
+    /// generation, while their status, which other controllers keep writing, changes only the
+    /// resourceVersion. A recreated object (new uid) is never the same.
+    fn shows(&self, now: &Stamp) -> bool {
+        let same_object = self.uid.is_some() && self.uid == now.uid;
+        let same_version = self.resource_version.is_some() && self.resource_version == now.resource_version;
+        let same_spec =
+            self.generation.is_some() && self.generation == now.generation && self.metadata == now.metadata;
+        same_object && (same_version || same_spec)
+    }
+}
+
+/// A hash of `value`'s JSON form: equal for equal objects within one operator process.
+pub fn fingerprint<T: Serialize + ?Sized>(value: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    serde_json::to_vec(value).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+/// Per owning McpTenant (uid), per child (kind, name): the fingerprint of the object applied and
+/// the stamp of what the API server stored.
+type Records = HashMap<String, HashMap<(String, String), (u64, Stamp)>>;
+
+/// What this operator applied, since it started. An operator that starts (or takes over as
+/// leader) knows nothing and applies every child once.
+/// Clones share one memory.
+#[derive(Clone, Debug, Default)]
+pub struct Applied(Arc<Mutex<Records>>);
+
+impl Applied {
+    /// Whether applying an object of fingerprint `desired` can be skipped: it is what was applied
+    /// last, and the watch (`seen`) still shows the object that apply stored.
+    pub fn unchanged(&self, owner: &str, kind: &str, name: &str, desired: u64, seen: Option<&Stamp>) -> bool {
+        let Some(seen) = seen else { return false };
+        let records = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        records
+            .get(owner)
+            .and_then(|children| children.get(&(kind.to_owned(), name.to_owned())))
+            .is_some_and(|(fp, stored)| *fp == desired && stored.shows(seen))
+    }
+
+    /// Records that applying fingerprint `desired` stored `stored`.
+    pub fn record(&self, owner: &str, kind: &str, name: &str, desired: u64, stored: Stamp) {
+        let mut records = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        records
+            .entry(owner.to_owned())
+            .or_default()
+            .insert((kind.to_owned(), name.to_owned()), (desired, stored));
+    }
+
+    /// Forgets a child (deleted, or an apply that failed).
+    pub fn forget(&self, owner: &str, kind: &str, name: &str) {
+        let mut records = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(children) = records.get_mut(owner) {
+            children.remove(&(kind.to_owned(), name.to_owned()));
+        }
+    }
+
+    /// Forgets every child of an McpTenant (being deleted: Kubernetes collects its children).
+    pub fn forget_owner(&self, owner: &str) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(owner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn meta(uid: &str, rv: &str, generation: Option<i64>, label: &str) -> ObjectMeta {
+        ObjectMeta {
+            uid: Some(uid.into()),
+            resource_version: Some(rv.into()),
+            generation,
+            labels: Some(BTreeMap::from([("app".to_owned(), label.to_owned())])),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn an_apply_is_skipped_only_while_the_watch_shows_what_it_stored_and_the_object_is_the_same() {
+        let applied = Applied::default();
+        let stored = Stamp::of(&meta("u1", "10", None, "a"));
+        let unchanged =
+            |fp, seen: &ObjectMeta| applied.unchanged("t", "ConfigMap", "c", fp, Some(&Stamp::of(seen)));
+        assert!(!unchanged(7, &meta("u1", "10", None, "a")), "nothing recorded yet");
+        applied.record("t", "ConfigMap", "c", 7, stored);
+        assert!(unchanged(7, &meta("u1", "10", None, "a")));
+        assert!(!unchanged(8, &meta("u1", "10", None, "a")), "the desired object changed");
+        assert!(!unchanged(7, &meta("u1", "11", None, "a")), "someone wrote it since");
+        assert!(!unchanged(7, &meta("u2", "10", None, "a")), "deleted and created again");
+        assert!(!applied.unchanged("t", "ConfigMap", "c", 7, None), "the watch shows none");
+        assert!(!applied.unchanged("t", "Service", "c", 7, Some(&Stamp::of(&meta("u1", "10", None, "a")))));
+        applied.forget("t", "ConfigMap", "c");
+        assert!(!unchanged(7, &meta("u1", "10", None, "a")), "forgotten");
+    }
+
+    #[test]
+    fn a_kind_with_a_generation_is_the_same_while_only_its_status_was_written() {
+        let applied = Applied::default();
+        applied.record("t", "Deployment", "d", 1, Stamp::of(&meta("u", "10", Some(3), "a")));
+        let seen = |m: ObjectMeta| applied.unchanged("t", "Deployment", "d", 1, Some(&Stamp::of(&m)));
+        assert!(seen(meta("u", "42", Some(3), "a")), "a status write by the Deployment controller");
+        assert!(!seen(meta("u", "43", Some(4), "a")), "a spec change (a scale, an edit)");
+        assert!(!seen(meta("u", "44", Some(3), "b")), "a label edited");
+        applied.forget_owner("t");
+        assert!(!seen(meta("u", "10", Some(3), "a")), "the owner was deleted");
+    }
+}
