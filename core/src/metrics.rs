@@ -76,8 +76,13 @@ pub mod operator {
         Metric::new("reconcile_duration_seconds", "Time one reconcile took");
     pub const LEADER: Metric = Metric::new("leader", "1 while this replica holds the leader lease");
     pub const TENANTS: Metric = Metric::new("tenants", "McpTenants by condition and status");
+    pub const API_REQUESTS: Metric = Metric::new(
+        "api_requests_total",
+        "Requests sent to the Kubernetes API, by verb (get, list, watch, create, apply, patch, update, delete) and resource",
+    );
 
-    pub const ALL: &[Metric] = &[RECONCILES, RECONCILE_FAILURES, RECONCILE_DURATION, LEADER, TENANTS];
+    pub const ALL: &[Metric] =
+        &[RECONCILES, RECONCILE_FAILURES, RECONCILE_DURATION, LEADER, TENANTS, API_REQUESTS];
 }
 
 /// The full names (`<prefix>_<name>`) of `metrics`, sorted.

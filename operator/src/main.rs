@@ -40,9 +40,16 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client =
-        kube::Client::try_default().await.context("no Kubernetes API: run in a pod or set KUBECONFIG")?;
     let metrics = Arc::new(Metrics::default());
+    let config = kube::Config::infer().await.context("no Kubernetes API: run in a pod or set KUBECONFIG")?;
+    let counted = metrics.clone();
+    let client = kube::client::ClientBuilder::try_from(config)
+        .context("a client for the Kubernetes API")?
+        .with_layer(&tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            counted.count_api_request(&request);
+            request
+        }))
+        .build();
     let identity = cli.identity();
 
     let listener = tokio::net::TcpListener::bind(cli.listen)

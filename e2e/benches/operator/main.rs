@@ -284,7 +284,7 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
     let cpu1 = probe::cpu_snapshot(&watched);
     r.converge_cpu = CpuUse::between(&cpu0, &cpu1, hz);
     r.converge_api = api_counters(&ns).await.minus(api0);
-    r.converge_op = op.counters().await.minus(op0);
+    r.converge_op = op.counters().await.minus(&op0);
     r.load_after = probe::load_average();
     eprintln!("bench-operator: {}/{n} converged after {:.1?}", r.converged, t0.elapsed());
 
@@ -323,7 +323,7 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
         let t1 = Instant::now();
         let deadline = t1 + resync + Duration::from_secs(300);
         loop {
-            let done = op.counters().await.minus(op0).reconciles;
+            let done = op.counters().await.minus(&op0).reconciles;
             if done >= n as f64 {
                 r.idle_done = true;
                 break;
@@ -335,7 +335,7 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         r.idle_window = t1.elapsed();
-        r.idle_reconciles = op.counters().await.minus(op0).reconciles;
+        r.idle_reconciles = op.counters().await.minus(&op0).reconciles;
         r.idle_api = api_counters(&ns).await.minus(api0);
         // PostgreSQL reports a backend's counters when it goes idle, at most once a second.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -644,6 +644,10 @@ fn round_lines(r: &Round) -> Vec<String> {
             r.converge_api.execution_seconds,
             r.converge_api.wait_seconds,
             r.converge_api.all_requests
+        ),
+        format!(
+            "the operator's own count, per tenant, by verb and resource: {}",
+            r.converge_op.api_requests_per(r.tenants as f64)
         ),
         format!(
             "CPU s over {}: {} others {:.1}, idle {:.1} (load {} -> {})",

@@ -172,28 +172,63 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 /// The operator's counters that the report uses.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct OperatorCounters {
     pub reconciles: f64,
     pub failures: f64,
     pub reconcile_seconds: f64,
+    /// The operator's own count of its API requests, by "<verb> <resource>".
+    pub api_requests: BTreeMap<String, f64>,
 }
+
+const API_REQUESTS: &str = "mcpfleet_operator_api_requests_total";
 
 impl OperatorCounters {
     pub fn parse(text: &str) -> Self {
+        let mut api_requests = BTreeMap::new();
+        for line in text.lines().filter_map(|l| l.strip_prefix(API_REQUESTS)?.strip_prefix('{')) {
+            let Some((labels, value)) = line.split_once('}') else { continue };
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|pair| pair.trim().strip_prefix(key)?.strip_prefix("=\"")?.strip_suffix('"'))
+            };
+            if let (Some(verb), Some(resource), Ok(value)) =
+                (label("verb"), label("resource"), value.trim().parse::<f64>())
+            {
+                api_requests.insert(format!("{verb} {resource}"), value);
+            }
+        }
         OperatorCounters {
             reconciles: metric_sum(text, "mcpfleet_operator_reconciles_total", &[]),
             failures: metric_sum(text, "mcpfleet_operator_reconcile_failures_total", &[]),
             reconcile_seconds: metric_sum(text, "mcpfleet_operator_reconcile_duration_seconds_sum", &[]),
+            api_requests,
         }
     }
 
-    pub fn minus(self, before: Self) -> Self {
+    pub fn minus(&self, before: &Self) -> Self {
+        let api_requests = self
+            .api_requests
+            .iter()
+            .map(|(kind, n)| (kind.clone(), n - before.api_requests.get(kind).copied().unwrap_or(0.0)))
+            .filter(|(_, n)| *n > 0.0)
+            .collect();
         OperatorCounters {
             reconciles: self.reconciles - before.reconciles,
             failures: self.failures - before.failures,
             reconcile_seconds: self.reconcile_seconds - before.reconcile_seconds,
+            api_requests,
         }
+    }
+
+    /// The API requests by kind, most first, as "<n> <verb> <resource>" per tenant.
+    pub fn api_requests_per(&self, tenants: f64) -> String {
+        let mut kinds: Vec<(&String, &f64)> = self.api_requests.iter().collect();
+        kinds.sort_by(|a, b| b.1.total_cmp(a.1));
+        let shown: Vec<String> =
+            kinds.iter().map(|(kind, n)| format!("{:.2} {kind}", *n / tenants.max(1.0))).collect();
+        if shown.is_empty() { "none".to_owned() } else { shown.join(", ") }
     }
 }
 
