@@ -2,7 +2,7 @@
 //! as that apply left it: a reconcile then skips the server-side apply, whose answer would be the
 //! same object. Pure (no I/O); the watch caches are in [`super::watched`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::{Arc, Mutex};
 
@@ -16,8 +16,15 @@ pub struct Stamp {
     resource_version: Option<String>,
     generation: Option<i64>,
     /// Labels, annotations and owner references, hashed: what changes without a new generation.
+    /// Annotations that other controllers keep on the object are left out (see [`OTHERS_ANNOTATIONS`]).
     metadata: u64,
 }
+
+/// Annotation prefixes that Kubernetes' own controllers write on our children, and that no apply
+/// of ours sets or changes: the Deployment controller's `deployment.kubernetes.io/revision`, set
+/// after its first sync of a new Deployment and again on each rollout. With them in the hash, that
+/// write alone made the next reconcile apply the Deployment again.
+const OTHERS_ANNOTATIONS: &[&str] = &["deployment.kubernetes.io/"];
 
 impl Stamp {
     pub fn of(m: &ObjectMeta) -> Self {
@@ -25,7 +32,7 @@ impl Stamp {
             uid: m.uid.clone(),
             resource_version: m.resource_version.clone(),
             generation: m.generation,
-            metadata: fingerprint(&(&m.labels, &m.annotations, &m.owner_references)),
+            metadata: metadata_fingerprint(m),
         }
     }
 
@@ -41,6 +48,19 @@ impl Stamp {
             self.generation.is_some() && self.generation == now.generation && self.metadata == now.metadata;
         same_object && (same_version || same_spec)
     }
+}
+
+/// Labels, annotations (but [`OTHERS_ANNOTATIONS`]) and owner references, hashed.
+pub fn metadata_fingerprint(m: &ObjectMeta) -> u64 {
+    fingerprint(&(&m.labels, ours(m.annotations.as_ref()), &m.owner_references))
+}
+
+fn ours(annotations: Option<&BTreeMap<String, String>>) -> Vec<(&String, &String)> {
+    annotations
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| !OTHERS_ANNOTATIONS.iter().any(|prefix| key.starts_with(prefix)))
+        .collect()
 }
 
 /// A hash of `value`'s JSON form: equal for equal objects within one operator process.
@@ -97,8 +117,6 @@ impl Applied {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn meta(uid: &str, rv: &str, generation: Option<i64>, label: &str) -> ObjectMeta {
@@ -137,6 +155,12 @@ mod tests {
         assert!(seen(meta("u", "42", Some(3), "a")), "a status write by the Deployment controller");
         assert!(!seen(meta("u", "43", Some(4), "a")), "a spec change (a scale, an edit)");
         assert!(!seen(meta("u", "44", Some(3), "b")), "a label edited");
+        let annotated = |key: &str| ObjectMeta {
+            annotations: Some(BTreeMap::from([(key.to_owned(), "2".to_owned())])),
+            ..meta("u", "45", Some(3), "a")
+        };
+        assert!(seen(annotated("deployment.kubernetes.io/revision")), "the Deployment controller's revision");
+        assert!(!seen(annotated("example.com/owner")), "an annotation someone else edited");
         applied.forget_owner("t");
         assert!(!seen(meta("u", "10", Some(3), "a")), "the owner was deleted");
     }

@@ -35,7 +35,7 @@ pub async fn dereference(ctx: &Context, t: &McpTenant) -> Result<Dereferenced, E
     let admin_url = admin_url(ctx, t).await.map_err(Error::read("the admin database Secret"))?;
     let stored = ctx
         .watched
-        .secret(&ctx.client, &ns, &names::credentials_secret(&name))
+        .own_secret(&ctx.client, &ns, &names::credentials_secret(&name))
         .await
         .map_err(Error::read("the credentials Secret"))?
         .as_deref()

@@ -211,23 +211,43 @@ fn acted_on(t: &McpTenant) -> Option<u64> {
 /// and the operator never reads: those writes trigger no reconcile. Only for kinds with a
 /// generation.
 fn spec_changes<K>(
-    events: impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>>
-    + Send
-    + 'static,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    let mut generations: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    changes(events, |o: &K| o.meta().generation.unwrap_or_default() as u64)
+}
+
+/// The Deployment's changes that a reconcile acts on: what the McpTenant's status and the login
+/// retirement read of it (see `status::workload_fingerprint`), its generation, labels, annotations
+/// and owners, and its deletion. The Deployment controller's other writes (the revision
+/// annotation, a condition's message or heartbeat, `unavailableReplicas`) trigger no reconcile.
+fn workload_changes(
+    events: impl futures::Stream<Item = Result<watcher::Event<Deployment>, watcher::Error>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<Deployment, watcher::Error>> + Send + 'static {
+    changes(events, status::workload_fingerprint)
+}
+
+/// The objects of `events` whose `key` differs from the one last seen for their uid, and every
+/// deleted object.
+fn changes<K>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    key: impl Fn(&K) -> u64 + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let mut keys: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     events.filter_map(move |event| {
         let out = match event {
             Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                let generation = o.metadata.generation.unwrap_or_default();
-                let uid = o.metadata.uid.clone().unwrap_or_default();
-                (generations.insert(uid, generation) != Some(generation)).then_some(Ok(o))
+                let uid = o.meta().uid.clone().unwrap_or_default();
+                let now = key(&o);
+                (keys.insert(uid, now) != Some(now)).then_some(Ok(o))
             }
             Ok(watcher::Event::Delete(o)) => {
-                generations.remove(o.metadata.uid.as_deref().unwrap_or_default());
+                keys.remove(o.meta().uid.as_deref().unwrap_or_default());
                 Some(Ok(o))
             }
             Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
@@ -339,7 +359,7 @@ pub async fn run(
     // metadata.
     let deployments = watcher(api::<Deployment>(&client, ns), managed.clone())
         .modify(|d| watched::trim_deployment(d, MANAGER));
-    let deployments = reflector::reflector(w.deployments, deployments).default_backoff().touched_objects();
+    let deployments = workload_changes(reflector::reflector(w.deployments, deployments).default_backoff());
     controller
         .owns_stream(deployments)
         .owns_stream(

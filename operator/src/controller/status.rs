@@ -92,6 +92,26 @@ pub fn observe_workload(obs: &mut Observation, d: &Deployment) {
     });
 }
 
+/// What of `d` the reconcile reads ([`observe_workload`], [`rolled_out`],
+/// [`rollout_finished_at`], the replica handover), with its generation and own metadata, hashed:
+/// a new value is worth a reconcile.
+pub fn workload_fingerprint(d: &Deployment) -> u64 {
+    let status = d.status.clone().unwrap_or_default();
+    let stuck = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing" && c.status == "False")
+        .map(|c| (&c.reason, &c.message));
+    super::applied::fingerprint(&(
+        (d.metadata.generation, super::applied::metadata_fingerprint(&d.metadata)),
+        (d.spec.as_ref().and_then(|s| s.replicas), status.observed_generation),
+        [status.replicas, status.updated_replicas, status.ready_replicas, status.available_replicas],
+        stuck,
+        rollout_finished_at(d).map(|t| t.to_string()),
+    ))
+}
+
 /// Whether every pod of `d` runs its current template: the controller has seen the spec, and all
 /// its (non-terminating) pods are updated and available.
 pub fn rolled_out(d: &Deployment) -> bool {
@@ -425,6 +445,46 @@ mod tests {
         let (v, ..) = workload(&d);
         assert_eq!((v.ok, v.reason.as_str()), (false, "ProgressDeadlineExceeded"));
         assert!(v.message.contains("timed out progressing") && v.message.contains("1 of 2"), "{v:?}");
+    }
+
+    #[test]
+    fn only_what_the_reconcile_reads_of_a_deployment_is_worth_a_reconcile() {
+        use k8s_openapi::api::apps::v1::DeploymentCondition;
+        let progressing = |status: &str, reason: &str, message: &str| DeploymentCondition {
+            type_: "Progressing".into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            ..Default::default()
+        };
+        let base = deployment(2, 3, 3, 1, 2);
+        let changed = |edit: &dyn Fn(&mut Deployment)| {
+            let mut d = base.clone();
+            edit(&mut d);
+            workload_fingerprint(&d) != workload_fingerprint(&base)
+        };
+        // The Deployment controller's bookkeeping: no reconcile.
+        assert!(!changed(&|d| {
+            d.metadata.annotations =
+                Some([("deployment.kubernetes.io/revision".to_owned(), "2".to_owned())].into());
+        }));
+        assert!(!changed(&|d| d.status.as_mut().unwrap().unavailable_replicas = Some(1)));
+        assert!(!changed(&|d| {
+            d.status.as_mut().unwrap().conditions =
+                Some(vec![progressing("True", "ReplicaSetUpdated", "ReplicaSet \"s-1\" is progressing.")]);
+        }));
+        // What the status, the rollout and the handover read: a reconcile.
+        assert!(changed(&|d| d.status.as_mut().unwrap().available_replicas = Some(2)));
+        assert!(changed(&|d| d.status.as_mut().unwrap().observed_generation = Some(4)));
+        assert!(changed(&|d| d.metadata.generation = Some(4)));
+        assert!(changed(&|d| d.spec.as_mut().unwrap().replicas = Some(3)));
+        assert!(changed(&|d| {
+            d.status.as_mut().unwrap().conditions =
+                Some(vec![progressing("False", "ProgressDeadlineExceeded", "timed out")]);
+        }));
+        assert!(changed(&|d| {
+            d.metadata.annotations = Some([("example.com/team".to_owned(), "x".to_owned())].into());
+        }));
     }
 
     #[test]

@@ -125,6 +125,27 @@ impl Watched {
         }
     }
 
+    /// A Secret this operator creates (a tenant's credentials): like [`Self::secret`], but when
+    /// the listed watch shows none and this process never read or wrote it, the answer is `None`
+    /// without asking the API server. Only the operator writes such a Secret, and every write it
+    /// made is in the content cache, so that answer can be wrong only for a Secret someone else
+    /// created in the moment before; the apply then takes it over with new credentials. Not for a
+    /// user's Secret (the admin URL): one applied together with its McpTenant may reach the watch
+    /// after the McpTenant, and would be reported missing.
+    pub async fn own_secret(
+        &self,
+        client: &Client,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Secret>>, kube::Error> {
+        if matches!(seen_in(&self.secrets, ns, name, |s| &s.metadata), Seen::Absent)
+            && self.cached_secret(ns, name).is_none()
+        {
+            return Ok(None);
+        }
+        self.secret(client, ns, name).await
+    }
+
     /// Keeps `secret` (as the API server returned it from a write) for [`Self::secret`].
     pub fn remember_secret(&self, secret: &Secret) {
         self.keep(secret.clone());
