@@ -92,6 +92,18 @@ impl Applied {
             .is_some_and(|(fp, stored)| *fp == desired && stored.shows(seen))
     }
 
+    /// Whether `meta` is exactly the object this operator's last apply of it stored (the same uid
+    /// and resourceVersion): the watch event of that write, which needs no reconcile of its own.
+    pub fn stored(&self, kind: &str, meta: &ObjectMeta) -> bool {
+        let (Some(name), Some(version)) = (&meta.name, &meta.resource_version) else { return false };
+        let records = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        meta.owner_references
+            .iter()
+            .flatten()
+            .filter_map(|owner| records.get(&owner.uid)?.get(&(kind.to_owned(), name.clone())))
+            .any(|(_, stamp)| stamp.uid == meta.uid && stamp.resource_version.as_ref() == Some(version))
+    }
+
     /// Records that applying fingerprint `desired` stored `stored`.
     pub fn record(&self, owner: &str, kind: &str, name: &str, desired: u64, stored: Stamp) {
         let mut records = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -145,6 +157,24 @@ mod tests {
         assert!(!applied.unchanged("t", "Service", "c", 7, Some(&Stamp::of(&meta("u1", "10", None, "a")))));
         applied.forget("t", "ConfigMap", "c");
         assert!(!unchanged(7, &meta("u1", "10", None, "a")), "forgotten");
+    }
+
+    #[test]
+    fn the_watch_event_of_an_own_write_is_recognised_by_its_version() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let applied = Applied::default();
+        let owned = |rv: &str, owner: &str| ObjectMeta {
+            name: Some("c".into()),
+            owner_references: Some(vec![OwnerReference { uid: owner.into(), ..OwnerReference::default() }]),
+            ..meta("u1", rv, None, "a")
+        };
+        assert!(!applied.stored("ConfigMap", &owned("10", "t")), "nothing applied yet");
+        applied.record("t", "ConfigMap", "c", 7, Stamp::of(&owned("10", "t")));
+        assert!(applied.stored("ConfigMap", &owned("10", "t")));
+        assert!(!applied.stored("ConfigMap", &owned("11", "t")), "written again since, by someone");
+        assert!(!applied.stored("Service", &owned("10", "t")), "another kind");
+        assert!(!applied.stored("ConfigMap", &owned("10", "other")), "another owner's record");
+        assert!(!applied.stored("ConfigMap", &meta("u1", "10", None, "a")), "no owner");
     }
 
     #[test]

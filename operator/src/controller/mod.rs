@@ -212,11 +212,12 @@ fn acted_on(t: &McpTenant) -> Option<u64> {
 /// generation.
 fn spec_changes<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    applied: &Applied,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    changes(events, |o: &K| o.meta().generation.unwrap_or_default() as u64)
+    changes(events, applied, |o: &K| o.meta().generation.unwrap_or_default().cast_unsigned())
 }
 
 /// The Deployment's changes that a reconcile acts on: what the McpTenant's status and the login
@@ -225,26 +226,49 @@ where
 /// annotation, a condition's message or heartbeat, `unavailableReplicas`) trigger no reconcile.
 fn workload_changes(
     events: impl futures::Stream<Item = Result<watcher::Event<Deployment>, watcher::Error>> + Send + 'static,
+    applied: &Applied,
 ) -> impl futures::Stream<Item = Result<Deployment, watcher::Error>> + Send + 'static {
-    changes(events, status::workload_fingerprint)
+    changes(events, applied, status::workload_fingerprint)
 }
 
-/// The objects of `events` whose `key` differs from the one last seen for their uid, and every
-/// deleted object.
+/// `events` without the ones that show a child exactly as this operator's own apply stored it:
+/// the reconcile that wrote it already acted on that version.
+fn without_own_writes<K>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    applied: &Applied,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + 'static,
+{
+    let kind = K::kind(&()).into_owned();
+    let applied = applied.clone();
+    events.filter(move |event| {
+        let own = matches!(event, Ok(watcher::Event::Apply(o)) if applied.stored(&kind, o.meta()));
+        std::future::ready(!own)
+    })
+}
+
+/// The objects of `events` whose `key` differs from the one last seen for their uid, but those
+/// the operator's own apply stored (see [`without_own_writes`]; their key is remembered), and
+/// every deleted object.
 fn changes<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    applied: &Applied,
     key: impl Fn(&K) -> u64 + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
+    let kind = K::kind(&()).into_owned();
+    let applied = applied.clone();
     let mut keys: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     events.filter_map(move |event| {
         let out = match event {
             Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
                 let uid = o.meta().uid.clone().unwrap_or_default();
                 let now = key(&o);
-                (keys.insert(uid, now) != Some(now)).then_some(Ok(o))
+                let changed = keys.insert(uid, now) != Some(now);
+                (changed && !applied.stored(&kind, o.meta())).then_some(Ok(o))
             }
             Ok(watcher::Event::Delete(o)) => {
                 keys.remove(o.meta().uid.as_deref().unwrap_or_default());
@@ -324,10 +348,13 @@ pub async fn run(
         .default_backoff()
         .touched_objects();
     let (watched, w) = Watched::new();
+    let applied = Applied::default();
     // Every Secret's metadata (not its data): the admin Secrets are the user's, not labelled.
-    let secret_events =
-        cached_metadata(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default(), w.secrets)
-            .touched_objects();
+    let secret_events = without_own_writes(
+        cached_metadata(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default(), w.secrets),
+        &applied,
+    )
+    .touched_objects();
 
     let (tenants, tenants_writer) = reflector::store::<McpTenant>();
     let tenant_events = reflector::reflector(
@@ -351,7 +378,7 @@ pub async fn run(
         tenants,
         jobs,
         watched,
-        applied: Applied::default(),
+        applied: applied.clone(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
         resync: settings.resync,
     });
@@ -359,50 +386,71 @@ pub async fn run(
     // metadata.
     let deployments = watcher(api::<Deployment>(&client, ns), managed.clone())
         .modify(|d| watched::trim_deployment(d, MANAGER));
-    let deployments = workload_changes(reflector::reflector(w.deployments, deployments).default_backoff());
+    let deployments =
+        workload_changes(reflector::reflector(w.deployments, deployments).default_backoff(), &applied);
     controller
         .owns_stream(deployments)
         .owns_stream(
-            cached_metadata(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone(), w.config_maps)
-                .touched_objects(),
-        )
-        .owns_stream(
-            cached_metadata(api::<PartialObjectMeta<Service>>(&client, ns), managed.clone(), w.services)
-                .touched_objects(),
-        )
-        .owns_stream(
-            cached_metadata(
-                api::<PartialObjectMeta<ServiceAccount>>(&client, ns),
-                managed.clone(),
-                w.service_accounts,
+            without_own_writes(
+                cached_metadata(
+                    api::<PartialObjectMeta<ConfigMap>>(&client, ns),
+                    managed.clone(),
+                    w.config_maps,
+                ),
+                &applied,
             )
             .touched_objects(),
         )
-        .owns_stream(spec_changes(cached_metadata(
-            api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
-            managed.clone(),
-            w.autoscalers,
-        )))
-        .owns_stream(spec_changes(cached_metadata(
-            api::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
-            managed.clone(),
-            w.disruption_budgets,
-        )))
-        .owns_stream(spec_changes(cached_metadata(
-            api::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
-            managed.clone(),
-            w.network_policies,
-        )))
-        .owns_stream(spec_changes(cached_metadata(
-            api::<PartialObjectMeta<Ingress>>(&client, ns),
-            managed.clone(),
-            w.ingresses,
-        )))
-        .owns_stream(spec_changes(cached_metadata(
-            api::<PartialObjectMeta<CronJob>>(&client, ns),
-            managed.clone(),
-            w.cron_jobs,
-        )))
+        .owns_stream(
+            without_own_writes(
+                cached_metadata(api::<PartialObjectMeta<Service>>(&client, ns), managed.clone(), w.services),
+                &applied,
+            )
+            .touched_objects(),
+        )
+        .owns_stream(
+            without_own_writes(
+                cached_metadata(
+                    api::<PartialObjectMeta<ServiceAccount>>(&client, ns),
+                    managed.clone(),
+                    w.service_accounts,
+                ),
+                &applied,
+            )
+            .touched_objects(),
+        )
+        .owns_stream(spec_changes(
+            cached_metadata(
+                api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
+                managed.clone(),
+                w.autoscalers,
+            ),
+            &applied,
+        ))
+        .owns_stream(spec_changes(
+            cached_metadata(
+                api::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
+                managed.clone(),
+                w.disruption_budgets,
+            ),
+            &applied,
+        ))
+        .owns_stream(spec_changes(
+            cached_metadata(
+                api::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
+                managed.clone(),
+                w.network_policies,
+            ),
+            &applied,
+        ))
+        .owns_stream(spec_changes(
+            cached_metadata(api::<PartialObjectMeta<Ingress>>(&client, ns), managed.clone(), w.ingresses),
+            &applied,
+        ))
+        .owns_stream(spec_changes(
+            cached_metadata(api::<PartialObjectMeta<CronJob>>(&client, ns), managed.clone(), w.cron_jobs),
+            &applied,
+        ))
         .watches_stream(secret_events, move |s| secret_triggers(&tenants_for_secrets.state(), &s))
         .watches_stream(job_events, |job: Job| {
             let ns = job.namespace().unwrap_or_default();
@@ -472,5 +520,68 @@ mod tests {
             "same name, other namespace"
         );
         assert!(secret_triggers(&tenants, &secret("retail", "unrelated", None)).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use futures::StreamExt as _;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::watcher::Event;
+
+    use super::applied::{Applied, Stamp};
+    use super::{spec_changes, without_own_writes};
+
+    fn pdb(rv: &str, generation: i64) -> PartialObjectMeta<PodDisruptionBudget> {
+        PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some("seattle".into()),
+                uid: Some("u".into()),
+                resource_version: Some(rv.into()),
+                generation: Some(generation),
+                owner_references: Some(vec![OwnerReference { uid: "t".into(), ..OwnerReference::default() }]),
+                ..ObjectMeta::default()
+            },
+            _phantom: std::marker::PhantomData,
+        }
+    }
+
+    async fn versions<S, K>(stream: S) -> Vec<String>
+    where
+        S: futures::Stream<Item = Result<K, kube::runtime::watcher::Error>>,
+        K: kube::Resource,
+    {
+        stream
+            .map(|o| o.expect("no error").meta().resource_version.clone().unwrap_or_default())
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_watch_events_of_the_operators_own_writes_trigger_no_reconcile() {
+        let applied = Applied::default();
+        applied.record("t", "PodDisruptionBudget", "seattle", 1, Stamp::of(&pdb("10", 1).metadata));
+        let events = || {
+            futures::stream::iter([
+                Event::Apply(pdb("10", 1)), // our apply's own event
+                Event::Apply(pdb("11", 1)), // the disruption controller writes its status
+                Event::Apply(pdb("12", 2)), // someone edits the spec
+                Event::Delete(pdb("13", 2)),
+            ])
+            .map(Ok)
+        };
+        let touched = without_own_writes(events(), &applied).map(|e| {
+            e.map(|event| match event {
+                Event::Apply(o) | Event::InitApply(o) | Event::Delete(o) => o,
+                Event::Init | Event::InitDone => unreachable!("none sent"),
+            })
+        });
+        assert_eq!(versions(touched).await, ["11", "12", "13"]);
+        // With only spec changes wanted, the status write goes too: the own write's generation
+        // was remembered.
+        assert_eq!(versions(spec_changes(events(), &applied)).await, ["12", "13"]);
     }
 }
