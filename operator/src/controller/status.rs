@@ -69,9 +69,7 @@ pub fn observe_workload(obs: &mut Observation, d: &Deployment) {
         Verdict::failed("Progressing", "the Deployment controller has not seen the latest spec yet")
     } else if available >= desired && updated >= desired {
         Verdict::ok("Available", format!("{available} of {desired} replicas available"))
-    } else if let Some(stuck) =
-        status.conditions.iter().flatten().find(|c| c.type_ == "Progressing" && c.status == "False")
-    {
+    } else if let Some(stuck) = stuck_rollout(&status) {
         // Past `progressDeadlineSeconds` without progress (pods crash-looping, say): a failure.
         Verdict::failed(
             stuck.reason.as_deref().unwrap_or("ProgressDeadlineExceeded"),
@@ -92,17 +90,19 @@ pub fn observe_workload(obs: &mut Observation, d: &Deployment) {
     });
 }
 
+/// The Deployment's `Progressing=False` condition: its rollout passed `progressDeadlineSeconds`.
+fn stuck_rollout(
+    status: &k8s_openapi::api::apps::v1::DeploymentStatus,
+) -> Option<&k8s_openapi::api::apps::v1::DeploymentCondition> {
+    status.conditions.iter().flatten().find(|c| c.type_ == "Progressing" && c.status == "False")
+}
+
 /// What of `d` the reconcile reads ([`observe_workload`], [`rolled_out`],
 /// [`rollout_finished_at`], the replica handover), with its generation and own metadata, hashed:
 /// a new value is worth a reconcile.
 pub fn workload_fingerprint(d: &Deployment) -> u64 {
     let status = d.status.clone().unwrap_or_default();
-    let stuck = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Progressing" && c.status == "False")
-        .map(|c| (&c.reason, &c.message));
+    let stuck = stuck_rollout(&status).map(|c| (&c.reason, &c.message));
     super::applied::fingerprint(&(
         (d.metadata.generation, super::applied::metadata_fingerprint(&d.metadata)),
         (d.spec.as_ref().and_then(|s| s.replicas), status.observed_generation),
