@@ -12,25 +12,10 @@ log() { printf '[pg-install %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
 
-apt_updated=""
-apt_update() {
-  if [ -z "$apt_updated" ]; then
-    log "apt-get update"
-    $SUDO apt-get update -qq >/dev/null
-    apt_updated=1
-  fi
-}
-
-need_pkgs=()
-for p in "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-client-$PG_MAJOR" dpkg-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
-done
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-  apt_update
-  log "installing ${need_pkgs[*]}"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+apt_install "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-client-$PG_MAJOR" dpkg-dev
 
 # The Debian package's postgresql service is never used; tests run throwaway clusters.
 ext_dir="$("$PG_CONFIG" --sharedir)/extension"
