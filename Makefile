@@ -2,6 +2,8 @@
 # need (PostgreSQL + pgvector, the embedding model, Kubernetes binaries, the Python MCP SDK, an
 # OpenTelemetry Collector).
 SHELL := /bin/bash
+# A recipe's pipeline fails when any of its commands does (`scripts/images.sh | sed` included).
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 export RUST_BACKTRACE ?= 0
 export MCP_FLEET_CACHE ?= $(HOME)/.cache/mcp-fleet
@@ -58,7 +60,8 @@ object-stores: ## Azurite and s3rver (npm, into the cache) for the backup tests
 	@scripts/azurite.sh install >/dev/null
 	@scripts/s3rver.sh install >/dev/null
 
-test: deps images ## run every test (real PostgreSQL, real node and control plane, real MCP clients)
+test: ## run every test (real PostgreSQL, real node and control plane, real MCP clients)
+	@scripts/test-deps.sh
 	@scripts/test.sh
 
 lint: ## rustfmt and clippy (warnings are errors), shellcheck and actionlint

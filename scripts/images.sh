@@ -51,7 +51,8 @@ from any registry.
               operator-base = the distroless cc equivalent (glibc, libgcc, libstdc++, libssl,
                               CA bundle, tzdata, user nonroot 65532; no shell);
             - the binaries of \`cargo build --workspace --bin mcp-fleet-server --bin mcp-fleet-operator\`
-              (run here; debug info stripped from the copies);
+              (run here, with --tests for debug: the tests' feature set, so that one build
+              serves the images and the tests; debug info stripped from the copies);
             - the model of scripts/model.sh.
   addons  the node's add-ons, FROM scratch with one static binary of scripts/node-binaries.sh:
             $REPO/pause:$K8S_VERSION  $REPO/coredns:$COREDNS_VERSION
@@ -359,10 +360,14 @@ build_fleet() {
   operator_base="$(ensure_base operator)"
 
   t0=$SECONDS
-  # --workspace resolves features as the tests' builds of these binaries do (e2e's WorkspaceBin),
-  # so one build serves both.
-  log "cargo build --workspace --bin mcp-fleet-server --bin mcp-fleet-operator ${profile_flag[*]}"
-  (cd "$here" && cargo build -q --workspace --bin mcp-fleet-server --bin mcp-fleet-operator "${profile_flag[@]}" >&2)
+  # A debug build resolves features as `cargo test --workspace` does (--workspace --tests: the
+  # dev-dependencies add tokio's test-util and rmcp's client features), so one build serves these
+  # images, the tests and the e2e tests' own builds of the binaries (e2e's WorkspaceBin); without
+  # --tests, every crate over tokio would be compiled twice. A release build is only the binaries.
+  local targets=(--workspace --bin mcp-fleet-server --bin mcp-fleet-operator)
+  [ "$PROFILE" = release ] || targets+=(--tests)
+  log "cargo build ${targets[*]} ${profile_flag[*]}"
+  (cd "$here" && cargo build -q "${targets[@]}" "${profile_flag[@]}" >&2)
   log "cargo build done in $((SECONDS - t0))s"
 
   key="$(stage_binaries)"

@@ -2,7 +2,7 @@
 //! against the test control plane. Builds with cargo and starts processes.
 //!
 //! `CARGO_BIN_EXE_<name>` only exists for binaries of the crate under test, so a binary of another
-//! crate is built the way `escargot` does it: `cargo build --workspace --bin <name>
+//! crate is built the way `escargot` does it: `cargo build --workspace --tests --bin <name>
 //! --message-format=json` once per test process, reading the executable's path from cargo's
 //! messages. That is a no-op when `cargo test --workspace` has already built it, honours
 //! `CARGO_TARGET_DIR` (inherited) and the test's profile, and never runs a stale binary.
@@ -57,12 +57,16 @@ impl WorkspaceBin {
 fn cargo_build(name: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    // `--workspace` resolves features as `cargo build/test --workspace` does, so the dependencies
-    // already built by the test run are reused rather than rebuilt with another feature set.
+    // `--workspace --tests` resolves features as `cargo test --workspace` does (dev-dependencies add
+    // tokio's test-util and rmcp's client features), so the dependencies the test run built are
+    // reused rather than rebuilt with another feature set; scripts/images.sh builds the debug
+    // images' binaries the same way. Another profile (the operator benchmark's release) builds
+    // the binary alone: its test targets would be a second optimised build of the workspace.
     command.args(["build", "--workspace", "--bin", name, "--message-format=json-render-diagnostics"]);
-    if let Some(profile) = test_profile() {
-        command.args(["--profile", &profile]);
-    }
+    match test_profile() {
+        Some(profile) => command.args(["--profile", &profile]),
+        None => command.arg("--tests"),
+    };
     let output = command
         .current_dir(repo_root())
         .stdout(Stdio::piped())
@@ -75,7 +79,12 @@ fn cargo_build(name: &str) -> PathBuf {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == name)
+        // The binary itself, not the unit-test harness of its `main.rs` that --tests builds too.
+        .filter(|msg| {
+            msg["reason"] == "compiler-artifact"
+                && msg["target"]["name"] == name
+                && msg["profile"]["test"] == false
+        })
         .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo built no executable named {name}"))
 }
