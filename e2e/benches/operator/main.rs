@@ -118,6 +118,9 @@ struct Round {
     converged: usize,
     /// The control plane's floor for the same objects without the operator (see `floor`).
     floor: Duration,
+    /// CPU of the control plane's processes during the floor, and every request it served.
+    floor_cpu: CpuUse,
+    floor_api: ApiCounters,
     children_ok: String,
     roles: i64,
     converge_op: OperatorCounters,
@@ -208,7 +211,12 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
     let floor_ns = TestNamespace::new(&format!("bench-floor-{n}")).await;
     let concurrency = o.concurrency.unwrap_or(8);
     eprintln!("bench-operator: the control plane's floor for {n} tenants ({concurrency} writers) ...");
+    let plane = control_plane(&ns);
+    let hz = probe::clock_ticks();
+    let (cpu0, api0) = (probe::cpu_snapshot(&plane), api_counters(&ns).await);
     r.floor = floor::run(&floor_ns, n, concurrency.into(), &url, &prefix()).await;
+    r.floor_cpu = CpuUse::between(&cpu0, &probe::cpu_snapshot(&plane), hz);
+    r.floor_api = api_counters(&ns).await.minus(api0);
     eprintln!("bench-operator: floor: {n} McpTenants with their children and status in {:.1?}", r.floor);
     settle(&floor_ns, n, Duration::from_secs(600)).await;
 
@@ -226,7 +234,6 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
     )
     .await;
     let watched = watched(&ns, &db, &op);
-    let hz = probe::clock_ticks();
     let tenants: Api<McpTenant> = ns.api();
     let prefix = prefix();
 
@@ -353,6 +360,18 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
 /// PostgreSQL with its backends.
 fn watched(ns: &TestNamespace, db: &TestDb, op: &OperatorProcess) -> Vec<Watched> {
     let mut w = vec![Watched { name: "operator", pid: op.pid, children: false }];
+    w.extend(control_plane(ns));
+    let postmaster =
+        std::fs::read_to_string(db.cluster().dir.join("data/postmaster.pid")).unwrap_or_default();
+    if let Some(pid) = postmaster.lines().next().and_then(|l| l.trim().parse().ok()) {
+        w.push(Watched { name: "postgres", pid, children: true });
+    }
+    w
+}
+
+/// etcd, kube-apiserver and kube-controller-manager of the test control plane.
+fn control_plane(ns: &TestNamespace) -> Vec<Watched> {
+    let mut w = Vec::new();
     let pids = std::fs::read_to_string(ns.plane().run_dir().join("pids")).unwrap_or_default();
     for line in pids.lines() {
         let Some((name, pid)) = line.split_once(' ') else { continue };
@@ -364,11 +383,6 @@ fn watched(ns: &TestNamespace, db: &TestDb, op: &OperatorProcess) -> Vec<Watched
             _ => continue,
         };
         w.push(Watched { name, pid, children: false });
-    }
-    let postmaster =
-        std::fs::read_to_string(db.cluster().dir.join("data/postmaster.pid")).unwrap_or_default();
-    if let Some(pid) = postmaster.lines().next().and_then(|l| l.trim().parse().ok()) {
-        w.push(Watched { name: "postgres", pid, children: true });
     }
     w
 }
@@ -623,6 +637,15 @@ fn round_lines(r: &Round) -> Vec<String> {
             None => format!("NOT converged: {} / {} within the timeout", r.converged, r.tenants),
         },
         format!(
+            "floor: CPU s over {}: {} others {:.1}, idle {:.1}; all API requests {} ({} per tenant)",
+            secs(r.floor_cpu.wall),
+            cpu_list(&r.floor_cpu),
+            r.floor_cpu.others,
+            r.floor_cpu.idle,
+            r.floor_api.all_requests,
+            per(r.floor_api.all_requests, r.tenants as f64)
+        ),
+        format!(
             "milestones (operator gauge DatabaseReady=True): {}",
             r.milestones.iter().map(|(k, d)| format!("{k} at {}", secs(*d))).collect::<Vec<_>>().join(", ")
         ),
@@ -637,13 +660,14 @@ fn round_lines(r: &Round) -> Vec<String> {
             per(c.get("operator") * 1000.0, r.converge_op.reconciles)
         ),
         format!(
-            "API requests by the operator: {} ({} per reconcile, {} per tenant); API server busy {:.1} s on them, {:.1} s queued; all API requests {}",
+            "API requests by the operator: {} ({} per reconcile, {} per tenant); API server busy {:.1} s on them, {:.1} s queued; all API requests {} ({} per tenant)",
             r.converge_api.requests,
             per(r.converge_api.requests, r.converge_op.reconciles),
             per(r.converge_api.requests, r.tenants as f64),
             r.converge_api.execution_seconds,
             r.converge_api.wait_seconds,
-            r.converge_api.all_requests
+            r.converge_api.all_requests,
+            per(r.converge_api.all_requests, r.tenants as f64)
         ),
         format!(
             "the operator's own count, per tenant, by verb and resource: {}",
@@ -652,7 +676,7 @@ fn round_lines(r: &Round) -> Vec<String> {
         format!(
             "CPU s over {}: {} others {:.1}, idle {:.1} (load {} -> {})",
             secs(c.wall),
-            c.per.iter().map(|(k, v)| format!("{k} {v:.1},")).collect::<Vec<_>>().join(" "),
+            cpu_list(c),
             c.others,
             c.idle,
             r.load_before,
@@ -685,6 +709,11 @@ fn round_lines(r: &Round) -> Vec<String> {
     lines
         .push(format!("operator RSS: peak {:.1} MiB, at the end {:.1} MiB", r.peak_rss_mib, r.rss_after_mib));
     lines
+}
+
+/// `name seconds,` per watched process.
+fn cpu_list(c: &CpuUse) -> String {
+    c.per.iter().map(|(k, v)| format!("{k} {v:.1},")).collect::<Vec<_>>().join(" ")
 }
 
 fn markdown(rounds: &[Round], started: &str, o: &Options) -> String {
