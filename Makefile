@@ -60,6 +60,9 @@ object-stores: ## Azurite and s3rver (npm, into the cache) for the backup tests
 	@scripts/azurite.sh install >/dev/null
 	@scripts/s3rver.sh install >/dev/null
 
+# The debug images' binaries are built with the tests' feature set (scripts/images.sh), so the
+# tests, the images and the e2e tests' own builds share one build.
+test: export MCP_FLEET_IMAGE_WITH_TESTS := 1
 test: ## run every test (real PostgreSQL, real node and control plane, real MCP clients)
 	@scripts/test-deps.sh
 	@scripts/test.sh

@@ -51,8 +51,7 @@ from any registry.
               operator-base = the distroless cc equivalent (glibc, libgcc, libstdc++, libssl,
                               CA bundle, tzdata, user nonroot 65532; no shell);
             - the binaries of \`cargo build --workspace --bin mcp-fleet-server --bin mcp-fleet-operator\`
-              (run here, with --tests for debug: the tests' feature set, so that one build
-              serves the images and the tests; debug info stripped from the copies);
+              (run here; debug info stripped from the copies);
             - the model of scripts/model.sh.
   addons  the node's add-ons, FROM scratch with one static binary of scripts/node-binaries.sh:
             $REPO/pause:$K8S_VERSION  $REPO/coredns:$COREDNS_VERSION
@@ -72,6 +71,8 @@ Environment:
   MCP_FLEET_CACHE          cache root (default ~/.cache/mcp-fleet); everything lives in
                            \$MCP_FLEET_CACHE/images, buildah's storage included
   MCP_FLEET_IMAGE_PROFILE  debug (default, what \`make test\` builds) or release
+  MCP_FLEET_IMAGE_WITH_TESTS=1  (set by \`make test\`) a debug build adds --tests: the binaries
+                           get the tests' feature set, and one build serves images and tests
   CARGO_TARGET_DIR         cargo's target directory (default ./target)
   MCP_FLEET_NODE_BIN       directory of the add-on binaries (default: scripts/node-binaries.sh)
   MCP_FLEET_APT_SOURCES    apt sources file (one-line or deb822) listing Debian $DEBIAN_SUITE for
@@ -360,12 +361,13 @@ build_fleet() {
   operator_base="$(ensure_base operator)"
 
   t0=$SECONDS
-  # A debug build resolves features as `cargo test --workspace` does (--workspace --tests: the
-  # dev-dependencies add tokio's test-util and rmcp's client features), so one build serves these
-  # images, the tests and the e2e tests' own builds of the binaries (e2e's WorkspaceBin); without
-  # --tests, every crate over tokio would be compiled twice. A release build is only the binaries.
+  # Under `make test` (MCP_FLEET_IMAGE_WITH_TESTS=1) a debug build resolves features as
+  # `cargo test --workspace` does (--tests: the dev-dependencies add tokio's test-util and rmcp's
+  # client features), so one build serves these images, the tests and the e2e tests' own builds of
+  # the binaries (e2e's WorkspaceBin); without it every crate over tokio is compiled twice.
+  # Otherwise (`make images`, `make demo`) only the two binaries are built.
   local targets=(--workspace --bin mcp-fleet-server --bin mcp-fleet-operator)
-  [ "$PROFILE" = release ] || targets+=(--tests)
+  [ "$PROFILE" = release ] || [ "${MCP_FLEET_IMAGE_WITH_TESTS:-}" != 1 ] || targets+=(--tests)
   log "cargo build ${targets[*]} ${profile_flag[*]}"
   (cd "$here" && cargo build -q "${targets[@]}" "${profile_flag[@]}" >&2)
   log "cargo build done in $((SECONDS - t0))s"
