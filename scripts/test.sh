@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs the workspace tests and ends with one summary line:
 #   test summary: <passed> passed, <failed> failed, <ignored> ignored in <n> test binaries (<secs>s)
-# With no arguments the tests run in two groups side by side: the e2e package (one control plane
-# and node at a time, mostly waiting on pods) streamed here, and every other package (PostgreSQL,
-# MCP clients, the embedding model) whose output follows when it is done. Each group is one
-# `cargo test`, so each runs its test binaries one after the other as before; the groups share
-# nothing but the machine. Arguments (a package, a filter) give one plain `cargo test` run, and so
-# does MCP_FLEET_TEST_GROUPS=1.
+# With no arguments the tests run in two groups side by side: the e2e package's integration tests
+# (one control plane and node at a time, mostly waiting on pods) streamed here, and every other
+# test target (unit tests, the other packages' integration tests, doc tests: PostgreSQL, MCP
+# clients, the embedding model) whose output follows when it is done. Each group selects its test
+# targets by name within `--workspace`, so features resolve as for `cargo test --workspace` and
+# both use its one build (`-p` or `--exclude` would resolve them anew and rebuild most crates).
+# Each group runs its test binaries one after the other; the groups share nothing but the machine.
+# Arguments (a package, a filter) give one plain `cargo test` run, and so does
+# MCP_FLEET_TEST_GROUPS=1.
 set -uo pipefail
 start=$SECONDS
 node_out="$(mktemp)"
@@ -19,13 +22,26 @@ if [ $# -gt 0 ] || [ "${MCP_FLEET_TEST_GROUPS:-2}" = 1 ]; then
 else
   # Compile once, so that the two groups never wait on each other's build lock.
   cargo test --workspace --no-run --quiet || exit $?
-  cargo test --workspace --exclude mcp-fleet-e2e --no-fail-fast >"$rest_out" 2>&1 &
-  rest=$!
-  echo "== tests of the e2e package (the tests of every other package run alongside; their output follows)"
-  cargo test -p mcp-fleet-e2e --no-fail-fast 2>&1 | tee "$node_out"
+  e2e=() rest=(--lib --bins)
+  for f in */tests/*.rs; do
+    name="$(basename "$f" .rs)"
+    case "$f" in
+      e2e/*) e2e+=(--test "$name") ;;
+      *) rest+=(--test "$name") ;;
+    esac
+  done
+  (
+    r=0
+    cargo test --workspace --no-fail-fast "${rest[@]}" || r=1
+    cargo test --workspace --no-fail-fast --doc || r=1
+    exit "$r"
+  ) >"$rest_out" 2>&1 &
+  rest_pid=$!
+  echo "== the e2e package's tests (the tests of every other target run alongside; their output follows)"
+  cargo test --workspace --no-fail-fast "${e2e[@]}" 2>&1 | tee "$node_out"
   status=${PIPESTATUS[0]}
-  wait "$rest" || status=1
-  echo "== tests of every package but e2e"
+  wait "$rest_pid" || status=1
+  echo "== the tests of every other target"
   cat "$rest_out"
 fi
 awk -v secs=$((SECONDS - start)) '
