@@ -150,6 +150,16 @@ impl World {
         events.into_iter().filter(|e| e.type_.as_deref() == Some("Warning")).collect()
     }
 
+    /// Waits for a Warning Event with `reason` about `name`: the operator publishes Events after
+    /// the status write that a test usually waits for, so they may come a moment later.
+    async fn wait_warning(&self, name: &str, reason: &str) {
+        eventually(format_args!("a Warning {reason} about {name}"), WAIT, || async {
+            let warnings = self.warnings_about(name).await;
+            warnings.iter().any(|e| e.reason.as_deref() == Some(reason)).then_some(())
+        })
+        .await;
+    }
+
     async fn events_about(&self, name: &str) -> Vec<Event> {
         let events = self.ns.api::<Event>().list(&ListParams::default()).await.expect("list events").items;
         events
@@ -402,9 +412,14 @@ async fn a_tenant_is_created_updated_rotated_and_deleted() {
     assert!(err.contains("password authentication failed"), "{err}");
     let hash_after = pod_hash(&w.ns.api::<Deployment>().get(name).await.expect("Deployment"));
     assert_ne!(hash_before, hash_after, "the pod template changed, so pods roll");
-    let reasons: Vec<String> = w.events_about(name).await.into_iter().filter_map(|e| e.reason).collect();
+    // Events follow the status write the test waited for.
+    let reasons: Vec<String> = eventually("the PasswordRotated and RolesApplied Events", WAIT, || async {
+        let reasons: Vec<String> = w.events_about(name).await.into_iter().filter_map(|e| e.reason).collect();
+        let both = ["PasswordRotated", "RolesApplied"].iter().all(|r| reasons.iter().any(|x| x == r));
+        both.then_some(reasons)
+    })
+    .await;
     assert!(reasons.contains(&"PasswordRotated".to_owned()), "{reasons:?}");
-    assert!(reasons.contains(&"RolesApplied".to_owned()), "{reasons:?}");
 
     // Delete with deletionPolicy Delete: roles dropped, the McpTenant goes, children are collected.
     w.tenants().delete(name, &DeleteParams::default()).await.expect("delete");
@@ -538,8 +553,7 @@ async fn an_unreachable_database_is_reported_and_recovers_when_the_secret_is_fix
     assert_eq!(c.reason, "DatabaseUnreachable", "{c:?}");
     assert!(!c.message.contains("pw@"), "no credentials in the status: {}", c.message);
     assert!(w.roles_of(&tenant).await.is_empty());
-    let warnings = w.warnings_about("outage").await;
-    assert!(warnings.iter().any(|e| e.reason.as_deref() == Some("DatabaseUnreachable")), "{warnings:?}");
+    w.wait_warning("outage", "DatabaseUnreachable").await;
 
     // The Secret watch brings the fix in without waiting for a resync.
     w.set_admin_url(&w.admin_url.clone()).await;
@@ -575,8 +589,7 @@ async fn a_child_the_api_server_refuses_is_reported_and_retried_until_it_is_allo
     assert_eq!(status.condition(condition::READY).map(|c| c.status.as_str()), Some("False"));
     // The database part is done and said so; only the workload waits.
     assert!(db_ready(&status), "{status:?}");
-    let warnings = w.warnings_about("quota").await;
-    assert!(warnings.iter().any(|e| e.reason.as_deref() == Some("ApplyForbidden")), "{warnings:?}");
+    w.wait_warning("quota", "ApplyForbidden").await;
     assert!(w.ns.api::<Deployment>().get_opt("quota").await.expect("read").is_none());
 
     // The quota goes; the backoff retry applies the rest without a spec change.
