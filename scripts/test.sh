@@ -11,6 +11,7 @@
 # Arguments (a package, a filter) give one plain `cargo test` run, and so does
 # MCP_FLEET_TEST_GROUPS=1.
 set -uo pipefail
+cd "$(dirname "$0")/.." || exit # the groups list the test targets from */tests/
 start=$SECONDS
 node_out="$(mktemp)"
 rest_out="$(mktemp)"
