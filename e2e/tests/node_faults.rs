@@ -20,7 +20,7 @@ use serde_json::json;
 use support::fleet::Fleet;
 use support::load::{ClientLoop, Loaded, assert_audited, client_loop, loaded_tenant, loaded_tenant_with};
 use support::process::server_pid;
-use support::wait::{self, rolled};
+use support::wait::{self, ingress_routes_to_every_ready_pod, rolled};
 
 static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -49,13 +49,33 @@ async fn readiness(pods: &[(String, String, i32)]) -> Vec<u16> {
     out
 }
 
-/// Once the calls that began before now are done (the next 10, within `settle`), asserts that
-/// the 60 calls after them all succeed: `what` is back to normal.
-async fn no_failures_from_now(calls: &ClientLoop, settle: Duration, what: &str) {
+/// Once the ingress routes tenant `t` to every Ready pod again and the calls that began before
+/// that are done (the next 10, within `settle`), asserts that the 60 calls after them all
+/// succeed: `what` is back to normal. Counting calls alone is no wait for the data path: a call
+/// the ingress answers 503 (no endpoint yet) fails in a millisecond, so ten of them can pass
+/// before Traefik has seen the pods' endpoints again (a CI run had 1 of those 60 calls fail so).
+async fn no_failures_from_now(
+    fleet: &Fleet,
+    ns: &TestNamespace,
+    t: &str,
+    calls: &ClientLoop,
+    settle: Duration,
+    what: &str,
+) {
+    let admin = fleet.node.ingress_admin_port();
+    eventually(format!("the ingress to route {t} to its Ready pods again"), settle, || {
+        ingress_routes_to_every_ready_pod(ns, admin, t)
+    })
+    .await;
     calls.wait_for_calls(10, settle).await;
     let failed_before = calls.failed();
     calls.wait_for_calls(60, Duration::from_secs(120)).await;
-    assert_eq!(calls.failed(), failed_before, "calls fail after {what}");
+    assert_eq!(
+        calls.failed(),
+        failed_before,
+        "calls fail after {what}; the latest: {}",
+        calls.last_failure()
+    );
 }
 
 #[tokio::test]
@@ -90,7 +110,7 @@ async fn a_postgresql_restart_under_load_fails_calls_clearly_and_loses_no_audit_
     .await;
     let recovery = restarted.elapsed();
     // Once calls that began during the outage are done, every call succeeds again.
-    no_failures_from_now(&calls, Duration::from_secs(120), "PostgreSQL is back").await;
+    no_failures_from_now(fleet, &ns, &t, &calls, Duration::from_secs(120), "PostgreSQL is back").await;
 
     let report = calls.stop().await;
     eprintln!("{}", report.line("PostgreSQL stopped and started under load"));
@@ -148,7 +168,7 @@ async fn a_server_pod_killed_under_load_costs_only_the_calls_in_flight_on_it() {
     })
     .await;
     let recovery = killed.elapsed();
-    no_failures_from_now(&calls, Duration::from_secs(60), "the pod is back").await;
+    no_failures_from_now(fleet, &ns, &t, &calls, Duration::from_secs(60), "the pod is back").await;
 
     let report = calls.stop().await;
     eprintln!("{}", report.line(&format!("server process {pid} of {victim_name} killed under load")));

@@ -4,8 +4,8 @@
 //! failure is kept with its reason, so a test reports what a user of the tenant would have seen.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcp_fleet_e2e::{TestNamespace, WAIT, eventually};
@@ -83,6 +83,8 @@ pub struct ClientLoop {
     stop: Arc<AtomicBool>,
     made: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    /// What the latest failed call came back with.
+    last_failure: Arc<Mutex<String>>,
     tasks: JoinSet<Tally>,
     started: Instant,
 }
@@ -92,13 +94,14 @@ impl ClientLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let made = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
+        let last_failure = Arc::new(Mutex::new(String::new()));
         let target = Arc::new(target);
         let started = Instant::now();
         let run = format!("load-{:08x}", rand::random::<u32>());
         let mut tasks = JoinSet::new();
         for client in 0..bounds.clients {
             let (stop, made, target, run) = (stop.clone(), made.clone(), target.clone(), run.clone());
-            let failed = failed.clone();
+            let (failed, last_failure) = (failed.clone(), last_failure.clone());
             let (max_calls, max_time, pause) = (bounds.max_calls, bounds.max_time, bounds.pause);
             tasks.spawn(async move {
                 let http = reqwest::Client::builder()
@@ -121,9 +124,11 @@ impl ClientLoop {
                     match outcome {
                         Ok(()) => tally.ok_ids.push(request_id),
                         Err(why) => {
+                            let why: String = why.chars().take(160).collect();
+                            *last_failure.lock().expect("the last failure") = why.clone();
                             failed.fetch_add(1, Ordering::Relaxed);
                             tally.failed += 1;
-                            *tally.reasons.entry(why.chars().take(160).collect()).or_insert(0) += 1;
+                            *tally.reasons.entry(why).or_insert(0) += 1;
                         }
                     }
                     tokio::time::sleep(pause).await; // pacing between calls, not a wait for an event
@@ -131,7 +136,7 @@ impl ClientLoop {
                 tally
             });
         }
-        ClientLoop { stop, made, failed, tasks, started }
+        ClientLoop { stop, made, failed, last_failure, tasks, started }
     }
 
     /// Calls answered (or failed) so far.
@@ -142,6 +147,11 @@ impl ClientLoop {
     /// Calls failed so far.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// What the latest failed call came back with (empty if none failed).
+    pub fn last_failure(&self) -> String {
+        self.last_failure.lock().expect("the last failure").clone()
     }
 
     /// Waits (bounded by `within`) until `n` more calls have been answered or failed.
