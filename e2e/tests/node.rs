@@ -4,6 +4,7 @@
 //! PostgreSQL, one seeded database and one operator install serve the tests of this file (see
 //! `support::fleet`); each test has its own namespace and its own stores.
 
+#[allow(dead_code)] // each test binary uses its own part of the shared helpers
 mod support;
 
 use std::time::{Duration, Instant};
