@@ -10,10 +10,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 use futures::future::BoxFuture;
+use mcp_fleet_encoder::{Encoder, mean_pool_normalised};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 use tokio::sync::Semaphore;
 
-use super::encoder::{Encoder, mean_pool_normalised};
 use super::{DIMENSIONS, EmbedError, Embedder, LOCAL_MODEL_NAME, MODEL_FILES};
 
 /// Word pieces per text, [CLS] and [SEP] included: sentence-transformers' `max_seq_length` for

@@ -6,8 +6,6 @@
 pub mod backfill;
 mod breaker;
 #[cfg(feature = "local-embeddings")]
-mod encoder;
-#[cfg(feature = "local-embeddings")]
 pub mod local;
 pub mod openai;
 pub mod threads;
