@@ -27,6 +27,13 @@ TIMEOUT="${CONTROL_PLANE_TIMEOUT:-120}" # seconds to become ready
 ADDRESS="${CONTROL_PLANE_ADDRESS:-127.0.0.1}" # where the API server listens and what it advertises
 NODE_MODE="${CONTROL_PLANE_NODE:-}"           # non-empty: kube-scheduler and the node's credentials
 NODE_NAME="${CONTROL_PLANE_NODE_NAME:-mcp-fleet-node}"
+# kube-apiserver's /debug/pprof (for `make bench-operator ARGS="--pprof DIR"`); off unless asked.
+PROFILING="${MCP_FLEET_APISERVER_PROFILING:-false}"
+case "$PROFILING" in true | false) ;; *)
+  echo "MCP_FLEET_APISERVER_PROFILING must be true or false, not '$PROFILING'" >&2
+  exit 2
+  ;;
+esac
 SERVICE_CIDR=10.0.0.0/16
 STOP_TIMEOUT=15                         # seconds each component gets to exit after SIGTERM
 log() { printf '[control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -209,7 +216,7 @@ start_apiserver() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
-    --authorization-mode Node,RBAC --allow-privileged=true --profiling=false
+    --authorization-mode Node,RBAC --allow-privileged=true --profiling="$PROFILING"
 }
 
 # A control-plane fault for the e2e tests (`control-plane.sh restart-apiserver DIR`): kube-apiserver

@@ -7,7 +7,8 @@
 //! Arguments (after `--`): `--tenants 100,1000`, `--concurrency 8` (the operator's
 //! `--concurrency`, default its own default), `--resync SECS` (default 0.3 s per tenant, at least
 //! 30 s: 300 s, the operator's default, at 1,000), `--timeout 600` (seconds
-//! a round may take to converge), `--markdown PATH`.
+//! a round may take to converge), `--markdown PATH`, `--pprof DIR` (kube-apiserver's CPU profile
+//! over the first 15 s of the floor and of the converge, for `go tool pprof`).
 //!
 //! Every wait is bounded; all traffic is on loopback. Starts processes, talks to the API server
 //! and PostgreSQL.
@@ -63,7 +64,13 @@ struct Options {
     markdown: Option<String>,
     /// An operator executable to run instead of building one.
     operator: Option<String>,
+    /// Where to write kube-apiserver's CPU profiles (see [`apiserver_profile`]).
+    pprof: Option<PathBuf>,
 }
+
+/// Seconds of each kube-apiserver CPU profile: shorter than the floor of the smallest round
+/// worth profiling, so that both profiles cover the same kind of window (writes at full rate).
+const PROFILE_SECONDS: u64 = 15;
 
 fn options() -> Options {
     let mut o = Options {
@@ -73,6 +80,7 @@ fn options() -> Options {
         timeout: Duration::from_secs(600),
         markdown: None,
         operator: None,
+        pprof: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -96,8 +104,9 @@ fn options() -> Options {
             }
             "--markdown" => o.markdown = Some(value("--markdown")),
             "--operator" => o.operator = Some(value("--operator")),
+            "--pprof" => o.pprof = Some(value("--pprof").into()),
             other => panic!(
-                "unknown argument {other:?}; known: --tenants 100,1000 --concurrency N --resync SECS --timeout SECS --markdown PATH --operator PATH"
+                "unknown argument {other:?}; known: --tenants 100,1000 --concurrency N --resync SECS --timeout SECS --markdown PATH --operator PATH --pprof DIR"
             ),
         }
     }
@@ -151,6 +160,16 @@ fn main() {
 
 async fn bench() {
     let o = options();
+    if let Some(dir) = &o.pprof {
+        // The test control plane serves /debug/pprof only when asked (scripts/control-plane.sh),
+        // and this process starts it: the variable must be set before it runs.
+        assert!(
+            std::env::var("MCP_FLEET_APISERVER_PROFILING").is_ok_and(|v| v == "true"),
+            "--pprof needs kube-apiserver's profiling: run with MCP_FLEET_APISERVER_PROFILING=true \
+             (MCP_FLEET_APISERVER_PROFILING=true make bench-operator ARGS=\"--pprof DIR ...\")"
+        );
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    }
     let started = now_utc();
     let bin: PathBuf = match &o.operator {
         Some(path) => path.into(),
@@ -214,10 +233,15 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
     let plane = control_plane(&ns);
     let hz = probe::clock_ticks();
     let (cpu0, api0) = (probe::cpu_snapshot(&plane), api_counters(&ns).await);
+    let profile =
+        o.pprof.as_ref().map(|dir| apiserver_profile(&ns, dir.join(format!("apiserver-floor-{n}.pb.gz"))));
     r.floor = floor::run(&floor_ns, n, concurrency.into(), &url, &prefix()).await;
     r.floor_cpu = CpuUse::between(&cpu0, &probe::cpu_snapshot(&plane), hz);
     r.floor_api = api_counters(&ns).await.minus(api0);
     eprintln!("bench-operator: floor: {n} McpTenants with their children and status in {:.1?}", r.floor);
+    if let Some(p) = profile {
+        p.await.expect("the profile task");
+    }
     settle(&floor_ns, n, Duration::from_secs(600)).await;
 
     let dir = ns.plane().run_dir().to_path_buf();
@@ -242,6 +266,8 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
     let cpu0 = probe::cpu_snapshot(&watched);
     let api0 = api_counters(&ns).await;
     let op0 = op.counters().await;
+    let profile =
+        o.pprof.as_ref().map(|dir| apiserver_profile(&ns, dir.join(format!("apiserver-converge-{n}.pb.gz"))));
     let t0 = Instant::now();
     create_tenants(&tenants, n, &prefix).await;
     r.created_in = t0.elapsed();
@@ -294,6 +320,9 @@ async fn round(bin: &Path, n: usize, o: &Options) -> (Round, [TestNamespace; 2])
     r.converge_op = op.counters().await.minus(&op0);
     r.load_after = probe::load_average();
     eprintln!("bench-operator: {}/{n} converged after {:.1?}", r.converged, t0.elapsed());
+    if let Some(p) = profile {
+        p.await.expect("the profile task");
+    }
 
     // What exists: children per kind, roles in PostgreSQL, the status as a user sees it.
     r.children_ok = children(&ns, n).await;
@@ -483,6 +512,36 @@ async fn settle(ns: &TestNamespace, n: usize, timeout: Duration) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
+}
+
+/// Starts kube-apiserver's CPU profile over the next [`PROFILE_SECONDS`]
+/// (`/debug/pprof/profile`, as the admin user) and writes it to `out` when it ends. A failure is
+/// reported and leaves no file: the profile is an aid, not a measurement of the table.
+fn apiserver_profile(ns: &TestNamespace, out: PathBuf) -> tokio::task::JoinHandle<()> {
+    let kubectl = ns.plane().bin("kubectl");
+    let kubeconfig = ns.kubeconfig().to_path_buf();
+    tokio::spawn(async move {
+        let url = format!("/debug/pprof/profile?seconds={PROFILE_SECONDS}");
+        let timeout = format!("--request-timeout={}s", PROFILE_SECONDS + 60);
+        let got = tokio::process::Command::new(&kubectl)
+            .args(["get", "--raw", &url, &timeout])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .await;
+        let written = match got {
+            Ok(o) if o.status.success() => std::fs::write(&out, &o.stdout).map_err(|e| e.to_string()),
+            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+            Err(e) => Err(format!("running {}: {e}", kubectl.display())),
+        };
+        match written {
+            Ok(()) => eprintln!(
+                "bench-operator: kube-apiserver CPU profile ({PROFILE_SECONDS} s) in {}; read it with `go tool pprof -top {}`",
+                out.display(),
+                out.display()
+            ),
+            Err(e) => eprintln!("bench-operator: no kube-apiserver CPU profile for {}: {e}", out.display()),
+        }
+    })
 }
 
 async fn api_counters(ns: &TestNamespace) -> ApiCounters {
