@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the workspace tests and ends with one summary line:
 #   test summary: <passed> passed, <failed> failed, <ignored> ignored in <n> test binaries (<secs>s)
-# With no arguments the tests run in two groups side by side: the e2e package's integration tests
-# (one control plane and node at a time, mostly waiting on pods) streamed here, and every other
-# test target (unit tests, the other packages' integration tests, doc tests: PostgreSQL, MCP
-# clients, the embedding model) whose output follows when it is done. Each group selects its test
+# With no arguments the tests run in two groups side by side: the integration tests that hold the
+# machine's one node (each such file has a line beginning `// test group: node`; they mostly wait on pods)
+# streamed here, and every other test target (unit tests, the other integration tests, doc tests:
+# PostgreSQL, MCP clients, the embedding model, control planes without a node) whose output
+# follows when it is done. A node file without the line still works, only slower: node starts
+# take turns on a machine-wide lock. Each group selects its test
 # targets by name within `--workspace`, so features resolve as for `cargo test --workspace` and
 # both use its one build (`-p` or `--exclude` would resolve them anew and rebuild most crates).
 # Each group runs its test binaries one after the other; the groups share nothing but the machine.
@@ -23,13 +25,13 @@ if [ $# -gt 0 ] || [ "${MCP_FLEET_TEST_GROUPS:-2}" = 1 ]; then
 else
   # Compile once, so that the two groups never wait on each other's build lock.
   cargo test --workspace --no-run --quiet || exit $?
-  e2e=() rest=(--lib --bins)
+  node=() rest=(--lib --bins)
   for f in */tests/*.rs; do
-    name="$(basename "$f" .rs)"
-    case "$f" in
-      e2e/*) e2e+=(--test "$name") ;;
-      *) rest+=(--test "$name") ;;
-    esac
+    if grep -q '^// test group: node' "$f"; then
+      node+=(--test "$(basename "$f" .rs)")
+    else
+      rest+=(--test "$(basename "$f" .rs)")
+    fi
   done
   (
     r=0
@@ -38,8 +40,8 @@ else
     exit "$r"
   ) >"$rest_out" 2>&1 &
   rest_pid=$!
-  echo "== the e2e package's tests (the tests of every other target run alongside; their output follows)"
-  cargo test --workspace --no-fail-fast "${e2e[@]}" 2>&1 | tee "$node_out"
+  echo "== the tests on the node (the tests of every other target run alongside; their output follows)"
+  cargo test --workspace --no-fail-fast "${node[@]}" 2>&1 | tee "$node_out"
   status=${PIPESTATUS[0]}
   wait "$rest_pid" || status=1
   echo "== the tests of every other target"

@@ -1,6 +1,7 @@
 //! `make demo`, run non-interactively (`scripts/demo.sh --smoke`) in a scratch run directory:
 //! the whole fleet comes up on this machine's node (operator and servers as pods, the tour through
 //! the ingress) and the tour's results are what a newcomer should see.
+// test group: node (scripts/test.sh: it holds the machine's one node)
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! MCP clients reach tenants through the ingress controller with bearer tokens. One node, one
 //! PostgreSQL, one seeded database and one operator install serve the tests of this file (see
 //! `support::fleet`); each test has its own namespace and its own stores.
+// test group: node (scripts/test.sh: it holds the machine's one node)
 
 #[allow(dead_code)] // each test binary uses its own part of the shared helpers
 mod support;

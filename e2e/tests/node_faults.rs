@@ -4,6 +4,7 @@
 //! node's CPU, so this file has its own fleet (its own process, see `support::fleet`) and runs
 //! its tests one at a time. Each test prints one line for the fault table: the fault,
 //! the load held, calls made and failed, audit records lost, and the recovery time.
+// test group: node (scripts/test.sh: it holds the machine's one node)
 
 #[allow(dead_code)] // each test binary uses its own part of the shared helpers
 mod support;

@@ -2,6 +2,7 @@
 //! chains, kube-router's ipsets, bridges and changed sysctls behind; `scripts/node.sh cleanup`,
 //! which every start runs first, removes all of it. Starts a real node (root), kills it, and
 //! inspects the machine.
+// test group: node (scripts/test.sh: it holds the machine's one node)
 
 use std::path::Path;
 use std::process::{Command, Stdio};
