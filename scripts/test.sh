@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs the workspace tests and ends with one summary line:
 #   test summary: <passed> passed, <failed> failed, <ignored> ignored in <n> test binaries (<secs>s)
-# With no arguments the tests run in two groups side by side: the integration tests that hold the
-# machine's one node (each such file has a line beginning `// test group: node`; they mostly wait on pods)
-# streamed here, and every other test target (unit tests, the other integration tests, doc tests:
-# PostgreSQL, MCP clients, the embedding model, control planes without a node) whose output
-# follows when it is done. A node file without the line still works, only slower: node starts
-# take turns on a machine-wide lock. Each group selects its test
-# targets by name within `--workspace`, so features resolve as for `cargo test --workspace` and
-# both use its one build (`-p` or `--exclude` would resolve them anew and rebuild most crates).
-# Each group runs its test binaries one after the other; the groups share nothing but the machine.
+# With no arguments the tests run in two groups side by side. The test files that hold the
+# machine's one node (each has a line beginning `// test group: node`; they mostly wait on pods)
+# run one after the other, their output streamed here. Every other test target (unit tests, the
+# other integration tests, doc tests: PostgreSQL, MCP clients, the embedding model, control planes
+# without a node) runs alongside, its output following when it is done. A file that starts a node
+# must carry the line: in the other group its node start would wait on the machine-wide node lock
+# only a bounded time (scripts/node.sh) while this group holds the node for minutes.
+# Each group selects its test targets by name within `--workspace`, so features resolve as for
+# `cargo test --workspace` and both use its one build (`-p` or `--exclude` would resolve them anew
+# and rebuild most crates). The groups share nothing but the machine.
 # Arguments (a package, a filter) give one plain `cargo test` run, and so does
 # MCP_FLEET_TEST_GROUPS=1.
 set -uo pipefail

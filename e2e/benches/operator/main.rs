@@ -31,7 +31,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use mcp_fleet_e2e::operator_world::{ADMIN_SECRET, admin_login, install_crd};
-use mcp_fleet_e2e::{TestNamespace, WorkspaceBin};
+use mcp_fleet_e2e::{TestNamespace, WorkspaceBin, tools};
 use mcp_fleet_operator::crd::{McpTenant, condition};
 use mcp_fleet_operator::resources::{MANAGED_BY_LABEL, MANAGER};
 use mcp_fleet_testkit::TestDb;
@@ -515,23 +515,21 @@ async fn settle(ns: &TestNamespace, n: usize, timeout: Duration) {
 }
 
 /// Starts kube-apiserver's CPU profile over the next [`PROFILE_SECONDS`]
-/// (`/debug/pprof/profile`, as the admin user) and writes it to `out` when it ends. A failure is
+/// (`/debug/pprof/profile`, as the admin user) and writes it to `out` when it ends. A refusal is
 /// reported and leaves no file: the profile is an aid, not a measurement of the table.
 fn apiserver_profile(ns: &TestNamespace, out: PathBuf) -> tokio::task::JoinHandle<()> {
     let kubectl = ns.plane().bin("kubectl");
-    let kubeconfig = ns.kubeconfig().to_path_buf();
+    let kubeconfig = ns.kubeconfig().to_string_lossy().into_owned();
     tokio::spawn(async move {
         let url = format!("/debug/pprof/profile?seconds={PROFILE_SECONDS}");
         let timeout = format!("--request-timeout={}s", PROFILE_SECONDS + 60);
-        let got = tokio::process::Command::new(&kubectl)
-            .args(["get", "--raw", &url, &timeout])
-            .env("KUBECONFIG", &kubeconfig)
-            .output()
-            .await;
-        let written = match got {
-            Ok(o) if o.status.success() => std::fs::write(&out, &o.stdout).map_err(|e| e.to_string()),
-            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
-            Err(e) => Err(format!("running {}: {e}", kubectl.display())),
+        let got =
+            tools::run(&kubectl, &["get", "--raw", &url, &timeout], &[("KUBECONFIG", &kubeconfig)], None)
+                .await;
+        let written = if got.status.success() {
+            std::fs::write(&out, &got.stdout).map_err(|e| e.to_string())
+        } else {
+            Err(String::from_utf8_lossy(&got.stderr).trim().to_owned())
         };
         match written {
             Ok(()) => eprintln!(
