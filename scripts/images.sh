@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 # as there; a binary built at another version is refused.
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"                 # pause, from k8s.io/kubernetes build/pause
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
-METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.8.0}"
+METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.9.0}"
 TRAEFIK_VERSION="${TRAEFIK_VERSION:-v3.6.12}" # node-binaries.sh: v3.7 needs modules the proxy lacks
 
 DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"

@@ -25,7 +25,7 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 CNI_PLUGINS_VERSION="${CNI_PLUGINS_VERSION:-v1.10.0}"
 CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-v1.37.0}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
-METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.8.0}"
+METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.9.0}"
 # v3.7 needs modules the module proxy does not serve (its go-http-auth fork, lego v5 DNS providers).
 TRAEFIK_VERSION="${TRAEFIK_VERSION:-v3.6.12}"
 # NetworkPolicy, enforced by kube-router's firewall alone (iptables and ipsets). The other
@@ -60,51 +60,92 @@ build_cni() {
   done
 }
 
-build_addons() {
-  go_scratch_build "$BIN" crictl "$CRI_TOOLS_VERSION" "$SRC/crictl" sigs.k8s.io/cri-tools \
-    sigs.k8s.io/cri-tools/cmd/crictl --ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
-  build_coredns
-  go_scratch_build "$BIN" metrics-server "$METRICS_SERVER_VERSION" "$SRC/metrics-server" sigs.k8s.io/metrics-server \
-    sigs.k8s.io/metrics-server/cmd/metrics-server \
-    --ldflags "-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
-  build_traefik
-  local kr=github.com/cloudnativelabs/kube-router/v2
-  go_scratch_build "$BIN" kube-router "$KUBE_ROUTER_VERSION" "$SRC/kube-router" "$kr" "$kr/cmd/kube-router" \
-    --ldflags "-X $kr/pkg/version.Version=$KUBE_ROUTER_VERSION"
+# The add-ons (crictl, CoreDNS, metrics-server, Traefik, kube-router) are built from ONE scratch
+# module, so one version of each shared library is chosen for all of them (the highest any asks
+# for) and Go compiles it once. Built apart, each compiled its own k8s.io/api, apimachinery,
+# client-go (v0.29 to v0.37) and gRPC: about 200 MB of Go source, against 110 MB together. The
+# k8s.io libraries are pinned to ADDONS_K8S_LIBS (CoreDNS's own version, the newest the add-ons
+# ask for); metrics-server, Traefik and kube-router are built against it, newer than they pin.
+ADDONS_K8S_LIBS="${ADDONS_K8S_LIBS:-v0.37.1}"
+ADDONS_K8S_MODULES=(api apiextensions-apiserver apimachinery apiserver client-go component-base kms)
+COREDNS_PLUGINS=(reload ready health errors log cache kubernetes loop)
+TRAEFIK=github.com/traefik/traefik/v3
+LEGO=github.com/go-acme/lego/v4
+KUBE_ROUTER=github.com/cloudnativelabs/kube-router/v2
+
+# What each add-on binary records in NAME.version: its own version, then what else its build
+# depends on (scripts/images.sh accepts "<version>+..." for an image of <version>).
+addon_records() {
+  local libs="k8s.io-$ADDONS_K8S_LIBS"
+  printf '%s\n' \
+    "crictl $CRI_TOOLS_VERSION+$libs" \
+    "coredns $COREDNS_VERSION+$(IFS=,; echo "${COREDNS_PLUGINS[*]}")+$libs" \
+    "metrics-server $METRICS_SERVER_VERSION+$libs" \
+    "traefik $TRAEFIK_VERSION+lego-dns-exec-only+$libs" \
+    "kube-router $KUBE_ROUTER_VERSION+$libs"
 }
 
-# Traefik, with its ACME client's DNS-01 providers left out. Traefik's ACME support imports lego's
-# factory of every DNS provider, and with it the SDKs of some 150 DNS services: 847 of a Traefik
-# build's 2,495 packages, and a third of its cold build (745 s with them, 493 s without, on 2 cores
-# with the modules downloaded, 2026-12-02). The ingress tests never
-# ask for a certificate (nothing here reaches an ACME server), so the build replaces lego with a
-# copy whose factory knows only the `exec` provider and names the others as left out; everything
-# else in Traefik, the Kubernetes Ingress provider included, is its release's code.
-# Traefik also replaces one of its own sub-modules with a folder of the main module, and some
-# dependencies with its forks: the scratch module repeats every replace directive of its go.mod,
-# with relative paths made absolute.
-TRAEFIK_BUILD="$TRAEFIK_VERSION+lego-dns-exec-only"
-build_traefik() {
-  if go_tool_have "$BIN" traefik "$TRAEFIK_BUILD"; then go_tool_log "traefik $TRAEFIK_BUILD cached"; return; fi
-  local t=github.com/traefik/traefik/v3 l=github.com/go-acme/lego/v4 tdir ldir lver r replaces=()
-  tdir="$(go mod download -json "$t@$TRAEFIK_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
-  while read -r r; do replaces+=(--replace "${r//=> .\//=> $tdir/}"); done < <(
-    awk '/^replace \(/ { inblock = 1; next } inblock && /^\)/ { inblock = 0; next }
-         inblock && /=>/ { sub(/^[ \t]+/, ""); print } /^replace [^(]/ { sub(/^replace /, ""); print }' "$tdir/go.mod")
-  lver="$(awk -v m="$l" '$1 == m { print $2; exit }' "$tdir/go.mod")"
-  [ -n "$lver" ] || { go_tool_log "traefik $TRAEFIK_VERSION: no $l in its go.mod"; return 1; }
-  ldir="$(go mod download -json "$l@$lver" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
-  rm -rf "$SRC/lego" && cp -r "$ldir" "$SRC/lego" && chmod -R u+w "$SRC/lego"
-  rm -f "$SRC/lego/providers/dns/"*.go
-  cat >"$SRC/lego/providers/dns/dns_providers.go" <<GO
+build_addons() {
+  local name record missing=()
+  while read -r name record; do go_tool_have "$BIN" "$name" "$record" || missing+=("$name"); done < <(addon_records)
+  if [ "${#missing[@]}" = 0 ]; then go_tool_log "crictl, coredns, metrics-server, traefik, kube-router cached"; return; fi
+  local dir="$SRC/addons" t0=$SECONDS m r
+  rm -rf "$dir" && mkdir -p "$dir/coredns"
+  go_tool_log "building crictl, coredns, metrics-server, traefik, kube-router in one module (k8s.io $ADDONS_K8S_LIBS; ${missing[*]} missing or out of date)"
+  write_coredns_main "$dir/coredns/main.go"
+  cut_lego_dns_providers "$SRC/lego"
+  {
+    printf 'module mcpfleet.local/addons-scratch\n\ngo 1.26\n\nrequire (\n'
+    printf '\t%s %s\n' sigs.k8s.io/cri-tools "$CRI_TOOLS_VERSION" github.com/coredns/coredns "$COREDNS_VERSION" \
+      sigs.k8s.io/metrics-server "$METRICS_SERVER_VERSION" "$TRAEFIK" "$TRAEFIK_VERSION" \
+      "$KUBE_ROUTER" "$KUBE_ROUTER_VERSION"
+    for m in "${ADDONS_K8S_MODULES[@]}"; do printf '\tk8s.io/%s %s\n' "$m" "$ADDONS_K8S_LIBS"; done
+    printf ')\n\nreplace %s => %s\n' "$LEGO" "$SRC/lego"
+    # Traefik's own replace directives (forks of a few libraries); relative ones point into its module.
+    while read -r r; do printf 'replace %s\n' "${r//=> .\//=> $(module_dir "$TRAEFIK@$TRAEFIK_VERSION")/}"; done < <(
+      awk '/^replace \(/ { inblock = 1; next } inblock && /^\)/ { inblock = 0; next }
+           inblock && /=>/ { sub(/^[ \t]+/, ""); print } /^replace [^(]/ { sub(/^replace /, ""); print }' \
+        "$(module_dir "$TRAEFIK@$TRAEFIK_VERSION")/go.mod")
+  } >"$dir/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport (\n' >"$dir/tools.go"
+  printf '\t_ "%s"\n' sigs.k8s.io/cri-tools/cmd/crictl sigs.k8s.io/metrics-server/cmd/metrics-server \
+    "$TRAEFIK/cmd/traefik" "$KUBE_ROUTER/cmd/kube-router" >>"$dir/tools.go"
+  printf ')\n' >>"$dir/tools.go"
+  (cd "$dir" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$dir/tidy.log") || { cat "$dir/tidy.log" >&2; return 1; }
+  # One `go build` for the five: their links overlap the compiles. -X applies per main package.
+  local ldflags=(-ldflags "-s -w"
+    -ldflags "sigs.k8s.io/cri-tools/cmd/crictl=-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+    -ldflags "./coredns=-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+    -ldflags "sigs.k8s.io/metrics-server/cmd/metrics-server=-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
+    -ldflags "$TRAEFIK/cmd/traefik=-s -w -X $TRAEFIK/pkg/version.Version=$TRAEFIK_VERSION"
+    -ldflags "$KUBE_ROUTER/cmd/kube-router=-s -w -X $KUBE_ROUTER/pkg/version.Version=$KUBE_ROUTER_VERSION")
+  (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath "${ldflags[@]}" -o "$BIN/" \
+    sigs.k8s.io/cri-tools/cmd/crictl ./coredns sigs.k8s.io/metrics-server/cmd/metrics-server \
+    "$TRAEFIK/cmd/traefik" "$KUBE_ROUTER/cmd/kube-router")
+  while read -r name record; do echo "$record" >"$BIN/$name.version"; done < <(addon_records)
+  go_tool_log "built crictl, coredns, metrics-server, traefik, kube-router in $((SECONDS - t0))s"
+}
+
+module_dir() { go mod download -json "$1" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p'; }
+
+# lego's DNS-01 providers import the SDKs of some 150 DNS services; Traefik's ACME (unused here) keeps
+# only the exec provider in this build. DIR gets a copy of lego at the version Traefik requires.
+cut_lego_dns_providers() {
+  local dir="$1" tdir lver
+  tdir="$(module_dir "$TRAEFIK@$TRAEFIK_VERSION")"
+  lver="$(awk -v m="$LEGO" '$1 == m { print $2; exit }' "$tdir/go.mod")"
+  [ -n "$lver" ] || { go_tool_log "traefik $TRAEFIK_VERSION: no $LEGO in its go.mod"; return 1; }
+  rm -rf "$dir" && cp -r "$(module_dir "$LEGO@$lver")" "$dir" && chmod -R u+w "$dir"
+  rm -f "$dir/providers/dns/"*.go
+  cat >"$dir/providers/dns/dns_providers.go" <<GO
 // Package dns: lego's DNS-01 provider factory, cut down by mcp-fleet's scripts/node-binaries.sh.
 package dns
 
 import (
 	"fmt"
 
-	"$l/challenge"
-	"$l/providers/dns/exec"
+	"$LEGO/challenge"
+	"$LEGO/providers/dns/exec"
 )
 
 // NewDNSChallengeProviderByName returns the exec provider; the others are not in this build.
@@ -115,20 +156,12 @@ func NewDNSChallengeProviderByName(name string) (challenge.Provider, error) {
 	return nil, fmt.Errorf("DNS challenge provider %q is not in this build of Traefik (mcp-fleet's test ground keeps only exec)", name)
 }
 GO
-  go_scratch_build "$BIN" traefik "$TRAEFIK_VERSION" "$SRC/traefik" "$t" "$t/cmd/traefik" --record "$TRAEFIK_BUILD" \
-    --ldflags "-X $t/pkg/version.Version=$TRAEFIK_VERSION" --replace "$l => $SRC/lego" "${replaces[@]}"
 }
 
-# CoreDNS with only the plugins the cluster's Corefile uses (scripts/node.sh), the way CoreDNS
-# documents custom builds: a main package that registers them in plugin.cfg's order. The full
-# build compiles every cloud provider's SDK and took 12 minutes on a busy 2-core machine.
-COREDNS_PLUGINS=(reload ready health errors log cache kubernetes loop)
-build_coredns() {
-  local key
-  key="$COREDNS_VERSION+$(IFS=,; echo "${COREDNS_PLUGINS[*]}")"
-  if go_tool_have "$BIN" coredns "$key"; then go_tool_log "coredns $key cached"; return; fi
-  local m=github.com/coredns/coredns dir main p imports="" names=""
-  dir="$(go mod download -json "$m@$COREDNS_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
+# CoreDNS with only the plugins the node's Corefile uses (its plugin.cfg order is the directive order).
+write_coredns_main() {
+  local m=github.com/coredns/coredns dir p wanted imports="" names=""
+  dir="$(module_dir "$m@$COREDNS_VERSION")"
   while IFS=: read -r p _; do
     for wanted in "${COREDNS_PLUGINS[@]}"; do
       if [ "$p" = "$wanted" ]; then
@@ -137,15 +170,10 @@ build_coredns() {
       fi
     done
   done < <(grep -vE '^\s*(#|$)' "$dir/plugin.cfg")
-  main="$(mktemp)"
-  printf 'package main\n\nimport (\n\t"%s/core/dnsserver"\n\t"%s/coremain"\n%b)\n\n' "$m" "$m" "$imports" >"$main"
-  printf 'func init() { dnsserver.Directives = []string{%s} }\n\nfunc main() { coremain.Run() }\n' "${names%, }" >>"$main"
-  go_scratch_build "$BIN" coredns "$COREDNS_VERSION" "$SRC/coredns" "$m" "$m" --main "$main" --record "$key" \
-    --ldflags "-X $m/coremain.GitCommit=$COREDNS_VERSION"
-  rm -f "$main"
+  printf 'package main\n\nimport (\n\t"%s/core/dnsserver"\n\t"%s/coremain"\n%b)\n\n' "$m" "$m" "$imports" >"$1"
+  printf 'func init() { dnsserver.Directives = []string{%s} }\n\nfunc main() { coremain.Run() }\n' "${names%, }" >>"$1"
 }
 
-# The sandbox ("pause") container's program, from the Kubernetes source at the pinned release.
 build_pause() {
   if go_tool_have "$BIN" pause "$K8S_VERSION"; then go_tool_log "pause $K8S_VERSION cached"; return; fi
   local dir
