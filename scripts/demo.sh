@@ -153,6 +153,7 @@ say "operator: $("$KUBECTL" -n "$OPERATOR_NS" get pods -l app.kubernetes.io/comp
 for t in "${TENANTS[@]}"; do
   sed "s#https://10.244.0.1:18400#$ISSUER#" "$here/examples/demo/$t.yaml" | "$KUBECTL" apply -f - >/dev/null
 done
+applied=$SECONDS
 declare -A URL TOKEN
 for t in "${TENANTS[@]}"; do
   wait_condition 240 Ready -n "$NS" "mcpt/$t" \
@@ -165,7 +166,7 @@ for t in "${TENANTS[@]}"; do
   wait_for 60 curl -fsS -o /dev/null -H "Host: $host" "$INGRESS/health/ready" \
     || die "tenant $t is Ready but the ingress does not route to it: $(curl -sS -H "Host: $host" "$INGRESS/health/ready" 2>&1)"
   TOKEN[$t]="$("$PY" "$here/e2e/python/demo_issuer.py" token --dir "$DEMO/issuer" --issuer "$ISSUER" --aud "${URL[$t]}" --tenant "$t" --roles analyst)"
-  say "$t: Ready; its servers run as pods, reached at ${URL[$t]} through the ingress"
+  say "$t: Ready $((SECONDS - applied))s after kubectl apply; its servers run as pods, reached at ${URL[$t]} through the ingress"
 done
 done_in
 
@@ -179,6 +180,11 @@ step "6/6 kubectl get mcpt,pods"
 "$KUBECTL" -n "$NS" get mcpt
 "$KUBECTL" -n "$NS" get pods -o wide
 "$KUBECTL" -n "$NS" top pods 2>/dev/null || true
+# The servers' resident memory after the tour (VmRSS of the server process, PID 1 of its container).
+# shellcheck disable=SC2016 # awk's own $2, in the pod
+for pod in $("$KUBECTL" -n "$NS" get pods -l app.kubernetes.io/component=server -o name); do
+  say "${pod#pod/}: server RSS $("$KUBECTL" -n "$NS" exec "$pod" -- awk '/^VmRSS/ {printf "%.0f MiB", $2 / 1024}' /proc/1/status 2>/dev/null || echo unknown)"
+done
 
 printf '\n\033[1mThe fleet is up after %ss.\033[0m\n' "$((SECONDS - started))"
 for t in "${TENANTS[@]}"; do

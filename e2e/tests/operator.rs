@@ -160,11 +160,17 @@ impl World {
         .await;
     }
 
+    /// The Events about the McpTenant `name`. Not those about its children of the same name: the
+    /// API server's own controllers write some (its ClusterIP repair loop about a new Service).
     async fn events_about(&self, name: &str) -> Vec<Event> {
         let events = self.ns.api::<Event>().list(&ListParams::default()).await.expect("list events").items;
         events
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some("McpTenant") && r.name.as_deref() == Some(name)
+                })
+            })
             .collect()
     }
 }
