@@ -84,7 +84,7 @@ pub struct Cli {
     pub log_format: String,
 
     /// Log filter, e.g. info or info,kube=debug.
-    #[arg(long, env = "MCP_FLEET_OPERATOR_LOG", default_value = "info")]
+    #[arg(long, env = "MCP_FLEET_OPERATOR_LOG", default_value = "info", value_parser = log_filter_arg)]
     pub log: String,
 
     /// Export a trace span per reconcile over OTLP/HTTP (protobuf) to this collector base URL,
@@ -101,6 +101,11 @@ impl Cli {
             format!("{}-{}", host.trim(), std::process::id())
         })
     }
+}
+
+/// `--log`: refused at start with the reason, rather than replaced by `info` in silence.
+fn log_filter_arg(value: &str) -> Result<String, mcp_fleet_core::log_filter::InvalidLogFilter> {
+    mcp_fleet_core::log_filter::parse(value).map(|_| value.to_owned())
 }
 
 #[cfg(test)]
@@ -126,5 +131,14 @@ mod tests {
             Cli::try_parse_from(["x", "--resync-interval", "90s", "--leader-election", "false"]).unwrap();
         assert_eq!(cli.resync_interval, Duration::from_secs(90));
         assert!(!cli.leader_election);
+    }
+
+    #[test]
+    fn a_bad_log_filter_stops_the_operator_at_start_with_the_reason() {
+        let err = Cli::try_parse_from(["x", "--log", "info,kube=loud"]).unwrap_err().to_string();
+        assert!(err.contains("\"info,kube=loud\" is not a valid log filter"), "{err}");
+        // Once a panic in tracing-subscriber (a multi-byte character after a space).
+        assert!(Cli::try_parse_from(["x", "--log", "info, [é]{}"]).is_err());
+        assert_eq!(Cli::try_parse_from(["x", "--log", "info, kube=debug"]).unwrap().log, "info, kube=debug");
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use mcp_fleet_core::log_filter;
 use mcp_fleet_core::otlp::OtlpTraces;
 use mcp_fleet_operator::cli::Cli;
 use mcp_fleet_operator::controller::{self, ControllerSettings};
@@ -140,7 +141,8 @@ fn elector_settings(cli: &Cli, identity: &str) -> LeaseSettings {
 
 /// Log lines on stderr, and, with `traces`, the spans (one per reconcile) sent over OTLP.
 fn init_logging(cli: &Cli, traces: Option<&OtlpTraces>) {
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // `--log` was checked when the command line was read.
+    let filter = log_filter::parse(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let lines = if cli.log_format == "json" {
         lines.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()

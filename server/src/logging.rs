@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use mcp_fleet_core::log_filter;
 use mcp_fleet_core::otlp::OtlpTraces;
 use regex::{Regex, RegexSet};
 use tracing_subscriber::fmt::MakeWriter;
@@ -133,7 +134,7 @@ where
 /// The default filter: the configured level, with rmcp's per-request INFO lines turned down.
 pub fn filter(level: &str) -> EnvFilter {
     let directive = if level.contains("rmcp") { level.to_owned() } else { format!("{level},rmcp=warn") };
-    EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))
+    log_filter::parse(&directive).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))
 }
 
 /// Installs the global subscriber (once; later calls are ignored, which suits tests): log lines

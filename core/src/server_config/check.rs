@@ -343,8 +343,8 @@ impl ServerConfigFile {
             }
         };
         let log_level = self.logging.level.clone().unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            problems.push(format!("logging.level {log_level:?} is not a valid filter such as `info` or `warn,mcp_fleet_server=debug`").into());
+        if let Err(err) = crate::log_filter::parse(&log_level) {
+            problems.push(format!("logging.level {err}").into());
         }
 
         if let Some(u) = &self.logging.otlp_endpoint

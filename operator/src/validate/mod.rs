@@ -377,6 +377,23 @@ mod tests {
     }
 
     #[test]
+    fn a_log_level_that_once_panicked_the_parser_is_an_invalid_spec() {
+        // tracing-subscriber slices inside `é` after the space; the reconcile would have panicked.
+        let url = || Ok(defaults().admin_url.unwrap());
+        let mut t = tenant(MINIMAL);
+        t.spec.server.log_level = Some("info, [é]{}".into());
+        let Err(Invalid::Spec(err)) = validate(&t, &defaults(), &found(url(), vec![])) else {
+            panic!("the spec was accepted")
+        };
+        assert!(
+            err.to_string().contains(r#"logging.level "info, [é]{}" is not a valid log filter"#),
+            "{err}"
+        );
+        t.spec.server.log_level = Some("info, [é]".into());
+        assert!(validate(&t, &defaults(), &found(url(), vec![])).is_ok());
+    }
+
+    #[test]
     fn a_spec_without_an_issuer_is_still_reconciled() {
         let mut t = tenant(MINIMAL);
         t.spec.auth.issuer = None;
