@@ -104,6 +104,9 @@ for target in "${targets[@]}"; do
     crashes=1
     echo "fuzz: $target FAILED (exit $status); the end of its log ($log):"
     tail -n 60 "$log"
+    # A panic's backtrace is long: its first lines (where, and the message) may be above the tail.
+    cause=$(grep -m1 -A1 -E 'panicked at|^==[0-9]+== ?ERROR' "$log" || true)
+    echo "fuzz: cause: ${cause:-not found in the log}"
     input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
     echo "fuzz: crashing input: ${input:-none written (see the log)}; artifacts in $artifacts/"
     [ -z "$input" ] || echo "fuzz: reproduce with: ${cargo[*]} fuzz run ${build_opts[*]} $target $input"
