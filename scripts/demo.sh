@@ -3,7 +3,7 @@
 #
 #   scripts/demo.sh          # bring everything up, run the tour, keep serving until Ctrl-C
 #   scripts/demo.sh --smoke  # the same, non-interactively: write the tour's results and stop
-#   scripts/demo.sh down     # stop whatever a previous run left behind
+#   scripts/demo.sh down     # stop a serving demo (it tears down and ends), or what a run left
 #
 # 1. The images (scripts/images.sh: no Docker, no registry) and a one-node Kubernetes cluster
 #    (scripts/node.sh: control plane, containerd, kubelet, kube-proxy, CoreDNS, metrics-server,
@@ -51,6 +51,19 @@ stop_bg() {
     rm -f "$f"
   done
 }
+# The pid of the demo that is serving, so that `make demo-down` from another terminal ends it too:
+# SIGUSR1 makes it tear down, say so and exit 0, where it would otherwise wait forever.
+SERVING="$DEMO/serving"
+stop_serving() {
+  local pid
+  pid="$(cat "$SERVING" 2>/dev/null)" || return 0
+  # Only a demo.sh of ours: a stale file may name a pid that another program has now.
+  if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'scripts/demo\.sh' &&
+    kill -USR1 "$pid" 2>/dev/null; then
+    for _ in $(seq 1 1200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$SERVING"
+}
 down() {
   stop_bg
   "$here/scripts/node.sh" down "$NODE_DIR" >/dev/null 2>&1 || true
@@ -76,13 +89,16 @@ wait_condition() { # seconds, condition, kubectl get arguments...
 }
 
 if [ "$MODE" = down ]; then
-  mkdir -p "$DEMO"; down; echo "demo: stopped"; exit 0
+  mkdir -p "$DEMO"; stop_serving; down; echo "demo: stopped"; exit 0
 fi
 SMOKE=0; [ "$MODE" = --smoke ] && SMOKE=1
 mkdir -p "$DEMO"
+stop_serving   # a demo still serving in another terminal ends (it holds the machine's one node)
 stop_bg   # leftovers of an interrupted run
-trap 'echo; echo "demo: stopping..."; down; echo "demo: stopped"' EXIT
+sleeper=""
+trap 'echo; echo "demo: stopping..."; [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null; rm -f "$SERVING"; down; echo "demo: stopped"' EXIT
 trap 'exit 130' INT TERM
+trap 'exit 0' USR1
 
 step "1/6 Dependencies and images (PostgreSQL + pgvector, model, Kubernetes and node binaries, MCP SDK)"
 [ "$(id -u)" = 0 ] || die "the demo runs a Kubernetes node (containerd, kubelet, a bridge, iptables): run it as root (sudo make demo)"
@@ -217,4 +233,10 @@ if [ "$SMOKE" = 1 ]; then
 fi
 # shellcheck disable=SC2016 # the backquotes are for the reader
 printf '\nServing. Press Ctrl-C (or run `make demo-down`) to stop everything.\n'
-while true; do sleep 3600; done
+echo $$ >"$SERVING"
+# `wait` returns on a signal; a foreground sleep would hold the traps back until it ends.
+while true; do
+  sleep 3600 &
+  sleeper=$!
+  wait "$sleeper" || true
+done

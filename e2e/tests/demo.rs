@@ -1,6 +1,6 @@
-//! `make demo`, run non-interactively (`scripts/demo.sh --smoke`) in a scratch run directory:
-//! the whole fleet comes up on this machine's node (operator and servers as pods, the tour through
-//! the ingress) and the tour's results are what a newcomer should see.
+//! `make demo` in a scratch run directory, as a user runs it: the whole fleet comes up on this
+//! machine's node (operator and servers as pods, the tour through the ingress), the tour's results
+//! are what a newcomer should see, and `make demo-down` from elsewhere ends the serving demo.
 // test group: node (scripts/test.sh: it holds the machine's one node)
 
 use std::process::Command;
@@ -14,20 +14,49 @@ fn make_demo_brings_up_the_fleet_and_the_tour_shows_isolation() {
     let run = std::env::temp_dir().join(mcp_fleet_testkit::pg::unique_name("mcpfleet-demo"));
     std::fs::create_dir_all(&run).unwrap();
     let issuer_port = mcp_fleet_testkit::process::free_port();
+    let demo = |mode: Option<&str>, log: &std::path::Path| {
+        let log = std::fs::File::create(log).expect("demo log");
+        let mut cmd = Command::new("bash");
+        cmd.arg(root.join("scripts/demo.sh"))
+            .args(mode)
+            .env("MCP_FLEET_RUN_DIR", &run)
+            .env("MCP_FLEET_DEMO_ISSUER_PORT", issuer_port.to_string())
+            .current_dir(&root)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        cmd
+    };
+    let log = run.join("demo.log");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let started = Instant::now();
-    let out = Command::new("bash")
-        .arg(root.join("scripts/demo.sh"))
-        .arg("--smoke")
-        .env("MCP_FLEET_RUN_DIR", &run)
-        .env("MCP_FLEET_DEMO_ISSUER_PORT", issuer_port.to_string())
-        .current_dir(&root)
-        .output()
-        .expect("run scripts/demo.sh");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "demo failed after {:?}:\n{text}", started.elapsed());
+    let mut serving = demo(None, &log).spawn().expect("run scripts/demo.sh");
     // A hang guard, not the performance target: the demo prints its own timings (about 40 s warm
     // on 2 idle cores once built; this run may include building the binaries on a busy machine).
-    assert!(started.elapsed() < Duration::from_secs(1500), "the demo took {:?}", started.elapsed());
+    let up_by = started + Duration::from_secs(1500);
+    while !read_log().contains("\nServing.") {
+        if let Some(status) = serving.try_wait().unwrap() {
+            panic!("demo ended ({status}) after {:?} before serving:\n{}", started.elapsed(), read_log());
+        }
+        assert!(Instant::now() < up_by, "the demo took {:?}:\n{}", started.elapsed(), read_log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // `make demo-down` in another terminal: the serving demo tears down, says so and ends well.
+    let down = demo(Some("down"), &run.join("down.log")).status().expect("run scripts/demo.sh down");
+    assert!(down.success(), "demo down failed: {}", std::fs::read_to_string(run.join("down.log")).unwrap());
+    let ended_by = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = serving.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > ended_by {
+            let _ = serving.kill();
+            panic!("the serving demo was still running 180 s after demo down:\n{}", read_log());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = read_log();
+    assert!(status.success(), "the demo ended with {status} after demo down:\n{text}");
+    assert!(text.trim_end().ends_with("demo: stopped"), "{text}");
 
     let tour: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("demo/tour.json")).expect("tour.json"))
