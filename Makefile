@@ -99,5 +99,5 @@ bench: deps-pg model ## benchmark the server (release) against same-run baseline
 	cargo bench --profile release -p mcp-fleet-server --bench fleet -- $(ARGS)
 
 .PHONY: fuzz
-fuzz: ## fuzz the SQL validator and tool arguments (cargo-fuzz; SECONDS=60 per target)
+fuzz: ## fuzz the SQL validator, tool arguments and McpTenants (cargo-fuzz; SECONDS=60 per target)
 	@scripts/fuzz.sh $(or $(SECONDS),60) $(ARGS)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Fuzzes the server's untrusted inputs with cargo fuzz (libFuzzer), each target for a bounded
-# time, and ends with one summary line. Exits non-zero when a target crashes (a panic, a stack
-# overflow, an input slower than 10 s, running out of memory) and prints where the input is.
+# Fuzzes the fleet's untrusted inputs (model-written SQL, tool arguments, config files,
+# McpTenants) with cargo fuzz (libFuzzer), each target for a bounded time, and ends with one
+# summary line. Exits non-zero when a target crashes (a panic, a stack overflow, an input slower
+# than 10 s, running out of memory) and prints where the input is.
 #
 #   scripts/fuzz.sh [SECONDS] [--seed N] [--target NAME]...
 #
 # SECONDS per target, default 60. --seed fixes libFuzzer's random seed (default: a fresh one,
-# printed) so a run can be repeated. Targets (server/fuzz/fuzz_targets): sql_guard, tool_args.
+# printed) so a run can be repeated. Targets (server/fuzz/fuzz_targets): sql_guard, tool_args,
+# tenant_spec.
 # Seeds come from server/fuzz/corpus/<target> and server/fuzz/seeds/<target>, read only. The
 # corpus the fuzzer grows, the build and crash inputs live under $MCP_FLEET_CACHE/fuzz (default
 # ~/.cache/mcp-fleet/fuzz): a rerun builds incrementally and starts from what earlier runs
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     *) seconds="$1"; shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(sql_guard tool_args)
+[ ${#targets[@]} -gt 0 ] || targets=(sql_guard tool_args tenant_spec)
 case "$seed" in '' | *[!0-9]*) [ -z "$seed" ] || { echo "fuzz: --seed takes a number" >&2; exit 2; } ;; esac
 
 cache="${MCP_FLEET_CACHE:-$HOME/.cache/mcp-fleet}/fuzz"
