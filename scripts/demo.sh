@@ -60,7 +60,7 @@ stop_serving() {
   # Only a demo.sh of ours: a stale file may name a pid that another program has now.
   if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'scripts/demo\.sh' &&
     kill -USR1 "$pid" 2>/dev/null; then
-    for _ in $(seq 1 1200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    wait_for 120 gone "$pid" || true
   fi
   rm -f "$SERVING"
 }
@@ -69,6 +69,7 @@ down() {
   "$here/scripts/node.sh" down "$NODE_DIR" >/dev/null 2>&1 || true
   "$here/scripts/pg-cluster.sh" stop >/dev/null 2>&1 || true
 }
+gone() { ! kill -0 "$1" 2>/dev/null; }
 wait_for() { # seconds, command...: poll until the command succeeds
   local deadline=$((SECONDS + $1))
   shift
